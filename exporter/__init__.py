@@ -1,0 +1,8 @@
+"""lenses-hq-exporter: Prometheus series for Lenses HQ environments and Confluent Cloud Flink agents."""
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("lenses-hq-exporter")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0"

@@ -1,0 +1,1 @@
+"""The Confluent Cloud Flink wing: client, model, paged polling and metric families."""

@@ -1,0 +1,163 @@
+"""The exporter's own state: per-target health (for /readyz, the landing page and logs) and self-metrics."""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+)
+
+from exporter import __version__
+
+log = structlog.get_logger("exporter.health")
+
+
+class Telemetry:
+    """Self-metrics (`lenses_hq_exporter_*`) in a registry of their own, plus process/python collectors."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            self.registry.register(collector)
+        r = self.registry
+        build = Gauge(
+            "lenses_hq_exporter_build_info",
+            "Version of the exporter and of Python it runs on; value 1.",
+            ["version", "python_version"],
+            registry=r,
+        )
+        build.labels(__version__, platform.python_version()).set(1)
+        self.up = Gauge(
+            "lenses_hq_exporter_up",
+            "1 when the last sync of the target succeeded; data series keep their last good values while 0.",
+            ["source", "target"],
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "lenses_hq_exporter_last_success_timestamp_seconds",
+            "Unix time of the target's last successful sync.",
+            ["source", "target"],
+            registry=r,
+        )
+        self.sync_duration = Gauge(
+            "lenses_hq_exporter_sync_duration_seconds",
+            "Duration of the target's last full list or poll.",
+            ["source", "target"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "lenses_hq_exporter_upstream_requests",
+            "Requests sent to an upstream.",
+            ["source", "endpoint"],
+            registry=r,
+        )
+        self.failures = Counter(
+            "lenses_hq_exporter_upstream_request_failures",
+            "Upstream requests that failed, by a short reason "
+            "(timeout, connect, http_5xx, http_429, http_401, decode, ...).",
+            ["source", "endpoint", "reason"],
+            registry=r,
+        )
+        self.invalid_objects = Counter(
+            "lenses_hq_exporter_invalid_objects",
+            "Upstream objects (or parts of them) dropped because they could not be decoded.",
+            ["source", "target"],
+            registry=r,
+        )
+        self.sse_connected = Gauge(
+            "lenses_hq_exporter_sse_connected",
+            "1 while the live stream to the target is open.",
+            ["target"],
+            registry=r,
+        )
+        self.sse_events = Counter(
+            "lenses_hq_exporter_sse_events",
+            'Live-stream events received, by event name (unknown ones as event="unknown", dropped '
+            'oversize ones as event="oversize", undecodable ones as event="invalid").',
+            ["target", "event"],
+            registry=r,
+        )
+        self.sse_reconnects = Counter(
+            "lenses_hq_exporter_sse_reconnects",
+            "Times the live stream was (re)opened after the first connection.",
+            ["target"],
+            registry=r,
+        )
+        self.objects = Gauge(
+            "lenses_hq_exporter_objects",
+            "Environments or agents currently tracked for the target.",
+            ["source", "target"],
+            registry=r,
+        )
+
+
+@dataclass
+class TargetStatus:
+    """What the exporter knows about one configured upstream target right now."""
+
+    source: str
+    name: str
+    telemetry: Telemetry
+    ready: bool = False
+    up: bool = False
+    last_error: str = ""
+    last_success: float = 0.0
+    stream: str = ""  # "", "connected", "reconnecting", "unavailable"
+
+    def __post_init__(self) -> None:
+        self.telemetry.up.labels(self.source, self.name).set(0)
+        self.telemetry.objects.labels(self.source, self.name).set(0)
+        self.telemetry.last_success.labels(self.source, self.name).set(0)
+        self.telemetry.sync_duration.labels(self.source, self.name).set(0)
+
+    def succeeded(self, duration: float, objects: int) -> None:
+        """Record a complete sync; logs once when the target comes back."""
+        if not self.up and self.ready:
+            log.info("target_recovered", source=self.source, target=self.name)
+        self.up, self.ready, self.last_error = True, True, ""
+        self.last_success = time.time()
+        t = self.telemetry
+        t.up.labels(self.source, self.name).set(1)
+        t.last_success.labels(self.source, self.name).set(self.last_success)
+        t.sync_duration.labels(self.source, self.name).set(duration)
+        t.objects.labels(self.source, self.name).set(objects)
+
+    def objects_changed(self, objects: int) -> None:
+        """The number of tracked objects changed between syncs (live stream)."""
+        self.telemetry.objects.labels(self.source, self.name).set(objects)
+
+    def failed(self, error: str, duration: float | None = None, **fields: object) -> None:
+        """Record a failed sync; the last good data stays. Logs only when the state or error changes."""
+        if self.up or error != self.last_error:
+            log.warning("sync_failed", source=self.source, target=self.name, error=error, **fields)
+        self.up, self.ready, self.last_error = False, True, error
+        self.telemetry.up.labels(self.source, self.name).set(0)
+        if duration is not None:
+            self.telemetry.sync_duration.labels(self.source, self.name).set(duration)
+
+
+class Health:
+    """Every target's status, by (source, name)."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.telemetry = telemetry
+        self.targets: dict[tuple[str, str], TargetStatus] = {}
+
+    def register(self, source: str, name: str) -> TargetStatus:
+        """A new target, pending its first sync."""
+        status = TargetStatus(source, name, self.telemetry)
+        self.targets[(source, name)] = status
+        return status
+
+    def pending(self) -> list[str]:
+        """Targets that have not finished a first sync, as `source/name`."""
+        return [f"{s.source}/{s.name}" for s in self.targets.values() if not s.ready]

@@ -1,0 +1,215 @@
+"""The Lenses metric families, declared as data: name, help, own labels and how to read them off an
+environment. Every series also carries `environment` and `tier`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+
+from exporter.lenses.model import SECTIONS, Environment
+from exporter.store import Family, FamilyGroup, Sample
+
+COMMON_LABELS = ("environment", "tier")
+
+ROUNDTRIP_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+Reader = Callable[[Environment], Iterable[Sample]]
+
+
+def _one(value: float | None) -> Iterable[Sample]:
+    return () if value is None else (((), value),)
+
+
+def _section_value(section: str, key: str) -> Reader:
+    def read(environment: Environment) -> Iterable[Sample]:
+        agent = environment.agent
+        block = agent.sections.get(section) if agent else None
+        return _one(block.values.get(key) if block else None)
+
+    return read
+
+
+def _info(environment: Environment) -> Iterable[Sample]:
+    yield (environment.display_name, environment.id, environment.lrn), 1
+
+
+def _agent_info(environment: Environment) -> Iterable[Sample]:
+    agent = environment.agent
+    if agent is not None:
+        yield (agent.hostname or "", agent.version or "", agent.protocol_version or ""), 1
+
+
+def _capabilities(environment: Environment) -> Iterable[Sample]:
+    agent = environment.agent
+    if agent is not None:
+        for capability, enabled in sorted(agent.capabilities.items()):
+            yield (capability,), 1 if enabled else 0
+
+
+def _roundtrip(factor: float) -> Reader:
+    def read(environment: Environment) -> Iterable[Sample]:
+        agent = environment.agent
+        duration = agent.roundtrip_duration if agent else None
+        return _one(None if duration is None else duration * factor)
+
+    return read
+
+
+def _kafka_info(environment: Environment) -> Iterable[Sample]:
+    agent = environment.agent
+    kafka = agent.sections.get("kafka") if agent else None
+    if kafka is not None and kafka.version is not None:
+        yield (kafka.version,), 1
+
+
+def _sections_updated(environment: Environment) -> Iterable[Sample]:
+    agent = environment.agent
+    if agent is not None:
+        for name in SECTIONS:
+            block = agent.sections.get(name)
+            if block is not None and block.updated_at is not None:
+                yield (name,), block.updated_at
+
+
+def metadata_label_name(key: str) -> str:
+    """`metadata_<key>` with every character that cannot be in a label name replaced by `_`."""
+    return "metadata_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+def _metadata(keys: Sequence[str]) -> Reader:
+    def read(environment: Environment) -> Iterable[Sample]:
+        yield tuple(environment.metadata.get(key, "") for key in keys), 1
+
+    return read
+
+
+def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) -> Family[Environment]:
+    return Family(name, help_, labels, read)
+
+
+def build_group(
+    roundtrip_duration_unit: str = "ns", metadata_labels: Sequence[str] = ()
+) -> FamilyGroup[Environment]:
+    """The families for one configuration (the round-trip unit and the metadata allowlist change them)."""
+    families = [
+        _gauge(
+            "lenses_environment_info",
+            "Environment identity; value 1.",
+            _info,
+            ("display_name", "id", "lrn"),
+        ),
+        _gauge(
+            "lenses_environment_created_timestamp_seconds",
+            "When the environment was created (Unix seconds).",
+            lambda e: _one(e.created_at),
+        ),
+        _gauge(
+            "lenses_environment_agent_connected",
+            "1 when the environment's agent is connected to HQ, else 0.",
+            lambda e: (((), 1 if e.agent_connected else 0),),
+        ),
+        _gauge(
+            "lenses_environment_agent_info",
+            "The agent's hostname, version and protocol version; value 1.",
+            _agent_info,
+            ("hostname", "version", "protocol_version"),
+        ),
+        _gauge(
+            "lenses_environment_agent_capability",
+            "1 when the agent reports the capability enabled, 0 when disabled.",
+            _capabilities,
+            ("capability",),
+        ),
+        _gauge(
+            "lenses_environment_agent_roundtrip_seconds",
+            "Round-trip time between HQ and the agent.",
+            _roundtrip(ROUNDTRIP_UNITS[roundtrip_duration_unit]),
+        ),
+        _gauge(
+            "lenses_environment_agent_updated_timestamp_seconds",
+            "When the agent last reported (Unix seconds).",
+            lambda e: _one(e.agent.updated_at if e.agent else None),
+        ),
+        _gauge(
+            "lenses_environment_kafka_info",
+            "The Kafka version the agent reports; value 1.",
+            _kafka_info,
+            ("version",),
+        ),
+        _gauge(
+            "lenses_environment_kafka_brokers",
+            "Kafka brokers.",
+            _section_value("kafka", "num_brokers"),
+        ),
+        _gauge("lenses_environment_topics", "Topics.", _section_value("data", "num_topics")),
+        _gauge("lenses_environment_partitions", "Partitions.", _section_value("data", "num_partitions")),
+        _gauge("lenses_environment_schemas", "Schemas.", _section_value("data", "num_schemas")),
+        _gauge("lenses_environment_policies", "Data policies.", _section_value("data", "num_policies")),
+        _gauge(
+            "lenses_environment_topic_data_bytes",
+            "Bytes of data held in all topics.",
+            _section_value("data", "topic_data_total_bytes"),
+        ),
+        _gauge(
+            "lenses_environment_data_in_bytes_per_second",
+            "Bytes per second produced into the cluster.",
+            _section_value("data", "data_in_bytes_per_sec"),
+        ),
+        _gauge(
+            "lenses_environment_data_out_bytes_per_second",
+            "Bytes per second consumed from the cluster.",
+            _section_value("data", "data_out_bytes_per_sec"),
+        ),
+        _gauge(
+            "lenses_environment_data_in_messages_per_second",
+            "Messages per second produced into the cluster.",
+            _section_value("data", "data_in_messages_per_sec"),
+        ),
+        _gauge(
+            "lenses_environment_consumers", "Consumer applications.", _section_value("apps", "num_consumers")
+        ),
+        _gauge(
+            "lenses_environment_other_apps",
+            "Applications other than consumers.",
+            _section_value("apps", "num_other_apps"),
+        ),
+        _gauge(
+            "lenses_environment_connect_clusters",
+            "Kafka Connect clusters.",
+            _section_value("connect", "num_clusters"),
+        ),
+        _gauge(
+            "lenses_environment_connectors",
+            "Kafka Connect connectors.",
+            _section_value("connect", "num_connectors"),
+        ),
+        _gauge(
+            "lenses_environment_issues", "Issues the agent reports.", _section_value("other", "num_issues")
+        ),
+        _gauge(
+            "lenses_environment_metrics_updated_timestamp_seconds",
+            "When each metrics section was last updated (Unix seconds).",
+            _sections_updated,
+            ("section",),
+        ),
+        _gauge(
+            "lenses_environment_kafka_connections",
+            "Kafka connections defined for the environment (when that poll is switched on).",
+            lambda e: _one(None if e.kafka_connections is None else float(e.kafka_connections)),
+        ),
+    ]
+    if metadata_labels:
+        families.append(
+            _gauge(
+                "lenses_environment_metadata_info",
+                "Allow-listed environment metadata as labels; value 1.",
+                _metadata(tuple(metadata_labels)),
+                tuple(metadata_label_name(key) for key in metadata_labels),
+            )
+        )
+    return FamilyGroup(COMMON_LABELS, tuple(families))
+
+
+def common_values(environment: Environment) -> tuple[str, str]:
+    """The `environment` and `tier` label values."""
+    return environment.name, environment.tier

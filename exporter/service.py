@@ -1,0 +1,112 @@
+"""Assembles sources, store and web server; runs them until SIGTERM/SIGINT and shuts down cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Protocol
+
+import structlog
+from aiohttp import web
+
+from exporter.config import Settings
+from exporter.confluent import metrics as confluent_metrics
+from exporter.confluent.sync import ConfluentSync
+from exporter.health import Health, Telemetry
+from exporter.lenses import metrics as lenses_metrics
+from exporter.lenses.sync import LensesSync
+from exporter.store import Store
+from exporter.web import make_app
+from exporter.webconfig import load_web_config
+
+log = structlog.get_logger("exporter.service")
+
+SHUTDOWN_GRACE = 3.0
+
+
+class Source(Protocol):
+    """A background sync of one upstream kind: `run` forever, `aclose` releases connections."""
+
+    async def run(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+def parse_listen_address(address: str) -> tuple[str | None, int]:
+    """`:9877` → all interfaces; `127.0.0.1:0`, `[::1]:9877` → that host (port 0 picks a free one)."""
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or None, int(port)
+
+
+class Exporter:
+    """The running exporter: store, health, sources and the web server."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.telemetry = Telemetry()
+        self.health = Health(self.telemetry)
+        lenses = settings.lenses
+        lenses_group = lenses_metrics.build_group(
+            lenses.roundtrip_duration_unit if lenses else "ns", lenses.metadata_labels if lenses else ()
+        )
+        self.store = Store([lenses_group, confluent_metrics.GROUP])
+        self.sources: list[Source] = []
+        if lenses is not None:
+            self.sources.append(LensesSync(lenses, lenses_group, self.store, self.health, self.telemetry))
+        if settings.confluent.targets:
+            self.sources.append(ConfluentSync(settings.confluent, self.store, self.health, self.telemetry))
+        self.web_config = load_web_config(settings.web.config_file)
+        self.app = make_app(self.store, self.telemetry, self.health, self.web_config.middlewares)
+        self._runner: web.AppRunner | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+
+    async def start(self) -> None:
+        """Bind the listener and start every source in the background."""
+        host, port = parse_listen_address(self.settings.web.listen_address)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else port
+        self._tasks = [asyncio.create_task(source.run()) for source in self.sources]
+        log.info("exporter_started", listen_address=self.settings.web.listen_address, port=self.port)
+
+    async def stop(self) -> None:
+        """Cancel background work, close upstream connections, stop serving."""
+        for task in self._tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(*self._tasks, return_exceptions=True), timeout=SHUTDOWN_GRACE
+            )
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                await source.aclose()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        log.info("exporter_stopped")
+
+
+async def run_until_signal(
+    settings: Settings,
+    *,
+    on_started: Callable[[Exporter], None] | None = None,
+) -> None:
+    """Run the exporter until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    exporter = Exporter(settings)
+    await exporter.start()
+    if on_started is not None:
+        on_started(exporter)
+    try:
+        await stop.wait()
+    finally:
+        await exporter.stop()

@@ -1,0 +1,117 @@
+"""HTTP endpoints: /metrics (text, OpenMetrics, gzip), /healthz, /readyz and a landing page."""
+
+from __future__ import annotations
+
+import gzip
+import html
+from collections.abc import Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import exposition, openmetrics
+
+from exporter import __version__
+from exporter.health import Health, Telemetry
+from exporter.store import Store
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+STORE_KEY = web.AppKey("store", Store)
+TELEMETRY_KEY = web.AppKey("telemetry", Telemetry)
+HEALTH_KEY = web.AppKey("health", Health)
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """Whether the scraper asked for OpenMetrics (Prometheus lists it first when it can read it)."""
+    return "application/openmetrics-text" in accept
+
+
+def wants_gzip(accept_encoding: str) -> bool:
+    """Whether the scraper accepts gzip (and did not refuse it with q=0)."""
+    for part in accept_encoding.split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip().lower() == "gzip":
+            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
+    return False
+
+
+def render_metrics(store: Store, telemetry: Telemetry, openmetrics_format: bool) -> bytes:
+    """The whole exposition: the store's data families, then the exporter's own metrics."""
+    data = store.render()
+    if openmetrics_format:
+        own: bytes = openmetrics.exposition.generate_latest(telemetry.registry)  # type: ignore[no-untyped-call]
+        return data + own
+    return data + exposition.generate_latest(telemetry.registry)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Serve the exposition from what is stored; never waits on an upstream."""
+    app = request.app
+    openmetrics_format = wants_openmetrics(request.headers.get("Accept", ""))
+    body = render_metrics(app[STORE_KEY], app[TELEMETRY_KEY], openmetrics_format)
+    headers = {
+        "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics_format else TEXT_CONTENT_TYPE,
+        "Vary": "Accept, Accept-Encoding",
+    }
+    if wants_gzip(request.headers.get("Accept-Encoding", "")):
+        body = gzip.compress(body, compresslevel=1)
+        headers["Content-Encoding"] = "gzip"
+    return web.Response(body=body, headers=headers)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """200 while the process serves."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """200 once every target finished its first sync; 503 naming the pending ones before."""
+    pending = request.app[HEALTH_KEY].pending()
+    if pending:
+        return web.json_response({"status": "pending", "pending": pending}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def landing(request: web.Request) -> web.Response:
+    """A small page: version, every target with its state, links."""
+    rows = []
+    for status in request.app[HEALTH_KEY].targets.values():
+        state = "pending" if not status.ready else ("up" if status.up else "down")
+        rows.append(
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(cell))}</td>"
+                for cell in (status.source, status.name, state, status.stream or "-", status.last_error or "")
+            )
+            + "</tr>"
+        )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>lenses-hq-exporter</title></head>
+<body>
+<h1>lenses-hq-exporter</h1>
+<p>Version {html.escape(__version__)}</p>
+<h2>Targets</h2>
+<table border="1" cellpadding="4">
+<tr><th>source</th><th>target</th><th>state</th><th>stream</th><th>last error</th></tr>
+{"".join(rows)}
+</table>
+<p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
+</body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+def make_app(
+    store: Store, telemetry: Telemetry, health: Health, middlewares: Sequence[Middleware] = ()
+) -> web.Application:
+    """The aiohttp application serving the exporter's endpoints."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
+    app[STORE_KEY] = store
+    app[TELEMETRY_KEY] = telemetry
+    app[HEALTH_KEY] = health
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/", landing)
+    return app
