@@ -1,0 +1,74 @@
+"""Shared helpers for the test suite: binaries, polling until a deadline, reading /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+T = TypeVar("T")
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def require_binary(name: str) -> str:
+    """The binary's path; skips the test when it is missing, and fails it under CI=true."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (Debian: prometheus / prometheus-alertmanager)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
+    """Poll `probe` until it returns a truthy value or the deadline passes (then fail with `what`)."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or probe}: last value {last!r}")
+
+
+def parse_samples(text: str) -> list[Sample]:
+    """Every sample of an exposition, parsed by prometheus_client's own parser."""
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
+
+
+def find(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
+    """Samples with this name whose labels include the given ones."""
+    return [s for s in samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+async def scrape(client: httpx.AsyncClient, url: str) -> list[Sample]:
+    """GET a /metrics URL and parse it."""
+    response = await client.get(url)
+    response.raise_for_status()
+    return parse_samples(response.text)
+
+
+def promtool_check_metrics(text: str) -> str:
+    """Run `promtool check metrics` on an exposition; returns its findings ('' when clean)."""
+    promtool = require_binary("promtool")
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=text.encode(), capture_output=True, timeout=60, check=False
+    )
+    findings = (result.stdout + result.stderr).decode().strip()
+    if result.returncode not in (0, 3):
+        pytest.fail(f"promtool failed ({result.returncode}): {findings}")
+    return findings if result.returncode == 3 or findings else ""
