@@ -54,9 +54,13 @@ class Exporter:
         self.store = Store([lenses_group, confluent_metrics.GROUP])
         self.sources: list[Source] = []
         if lenses is not None:
-            self.sources.append(LensesSync(lenses, lenses_group, self.store, self.health, self.telemetry))
+            self.sources.append(
+                LensesSync(lenses, lenses_group, self.store, self.health, self.telemetry, settings.shard)
+            )
         if settings.confluent.targets:
-            self.sources.append(ConfluentSync(settings.confluent, self.store, self.health, self.telemetry))
+            self.sources.append(
+                ConfluentSync(settings.confluent, self.store, self.health, self.telemetry, settings.shard)
+            )
         self.web_config = load_web_config(settings.web.config_file)
         self.app = make_app(self.store, self.telemetry, self.health, self.web_config.middlewares)
         self._runner: web.AppRunner | None = None

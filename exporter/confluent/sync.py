@@ -6,6 +6,7 @@ import asyncio
 
 from exporter.config import ConfluentSettings
 from exporter.health import Health, Telemetry
+from exporter.sharding import Shard
 from exporter.store import Store
 
 
@@ -13,7 +14,12 @@ class ConfluentSync:
     """Polls every configured Confluent target and keeps its agents in the store."""
 
     def __init__(
-        self, settings: ConfluentSettings, store: Store, health: Health, telemetry: Telemetry
+        self,
+        settings: ConfluentSettings,
+        store: Store,
+        health: Health,
+        telemetry: Telemetry,
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
 

@@ -7,6 +7,7 @@ import asyncio
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
 from exporter.lenses.model import Environment
+from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Store
 
 
@@ -20,6 +21,7 @@ class LensesSync:
         store: Store,
         health: Health,
         telemetry: Telemetry,
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
 
