@@ -1,18 +1,42 @@
-"""The Lenses list + watch loop (being written)."""
+"""The Lenses list + watch loop: a full re-list on a timer and after every stream (re)connect, the live
+stream's events applied in between, and the store updated one environment at a time."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import json
+import random
+import time
+from typing import Any
+
+import structlog
+from httpx_sse import ServerSentEvent
 
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
-from exporter.lenses.model import Environment
+from exporter.lenses.client import SOURCE, LensesClient
+from exporter.lenses.metrics import common_values
+from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
+from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Store
+from exporter.upstream import UpstreamError
+
+log = structlog.get_logger("exporter.lenses")
+
+KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
+RECONNECT_BACKOFF_MAX = 60.0
 
 
 class LensesSync:
-    """Keeps every environment of one HQ in the store: re-list on a timer, live stream in between."""
+    """Keeps every environment of one HQ in the store: re-list on a timer, live stream in between.
+
+    A re-list replaces the target's whole state. A stream change that arrives while a listing is in
+    flight wins over that listing (the listing may predate it), so neither can resurrect a deleted
+    environment nor roll back a newer one.
+    """
 
     def __init__(
         self,
@@ -24,10 +48,224 @@ class LensesSync:
         shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        self.group = group
+        self.store = store
+        self.telemetry = telemetry
+        self.shard = shard or Shard()
+        self.target = settings.name
+        self.status = health.register(SOURCE, self.target)
+        self.client = LensesClient(settings, telemetry)
+        self.relist = asyncio.Event()
+        self._environments: dict[str, Environment] = {}
+        self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
+        self._connections: dict[str, int] = {}
+        self._invalid_logged: set[str] = set()
+        self.status.stream = "connecting" if settings.sse else "disabled"
 
     async def run(self) -> None:
-        """Sync forever."""
-        await asyncio.Event().wait()
+        """Poll and stream until cancelled."""
+        tasks = [asyncio.create_task(self._poll_forever())]
+        if self.settings.sse:
+            tasks.append(asyncio.create_task(self._stream_forever()))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Close connections."""
+        """Close upstream connections."""
+        await self.client.aclose()
+
+    # -- listing ---------------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        while True:
+            self.relist.clear()
+            await self.sync_once()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.relist.wait(), timeout=self.settings.poll_interval)
+
+    async def sync_once(self) -> bool:
+        """One full listing, applied only when complete; returns whether it succeeded."""
+        started_wall = time.monotonic()
+        try:
+            items, request_id = await self.client.list_environments()
+        except UpstreamError as error:
+            self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
+            return False
+        environments = self._decode_all(items, request_id)
+        if self.settings.kafka_connections:
+            await self._poll_connections(environments)
+        self._apply_listing(environments, started_wall)
+        self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
+        return True
+
+    def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
+        environments: dict[str, Environment] = {}
+        for raw in items:
+            environment = self._decode(raw, request_id)
+            if environment is not None and self.shard.owns(environment.name):
+                environments[environment.name] = environment
+        return environments
+
+    def _decode(self, raw: Any, request_id: str) -> Environment | None:
+        try:
+            return decode_environment(raw)
+        except InvalidEnvironment as error:
+            self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
+            if str(error) not in self._invalid_logged:
+                self._invalid_logged.add(str(error))
+                log.warning(
+                    "environment_dropped", target=self.target, error=str(error), request_id=request_id
+                )
+            return None
+
+    async def _poll_connections(self, environments: dict[str, Environment]) -> None:
+        limit = asyncio.Semaphore(max(1, self.settings.kafka_connections_concurrency))
+
+        async def one(name: str) -> None:
+            async with limit:
+                try:
+                    self._connections[name] = await self.client.count_kafka_connections(name)
+                except UpstreamError as error:
+                    self._connections.pop(name, None)
+                    log.warning(
+                        "kafka_connections_failed", target=self.target, environment=name, **error.log_fields()
+                    )
+
+        await asyncio.gather(*(one(name) for name in environments))
+        for name in set(self._connections) - set(environments):
+            del self._connections[name]
+
+    def _apply_listing(self, environments: dict[str, Environment], started: float) -> None:
+        for name, (changed_at, environment) in list(self._stream_changes.items()):
+            if changed_at >= started:
+                if environment is None:
+                    environments.pop(name, None)
+                else:
+                    environments[name] = environment
+            else:
+                del self._stream_changes[name]
+        self._environments = {name: self._with_connections(env) for name, env in environments.items()}
+        self.store.replace(
+            self.group,
+            self.target,
+            {name: self._render(env) for name, env in self._environments.items()},
+        )
+
+    def _with_connections(self, environment: Environment) -> Environment:
+        count = self._connections.get(environment.name)
+        if count is None or not self.settings.kafka_connections:
+            return environment
+        return dataclasses.replace(environment, kafka_connections=count)
+
+    def _render(self, environment: Environment) -> tuple[bytes, ...]:
+        return self.group.render(environment, common_values(environment))
+
+    # -- live stream -----------------------------------------------------------------------------
+
+    async def _stream_forever(self) -> None:
+        parser = EventParser(self.settings.sse_max_event_bytes)
+        failures = 0
+        opened_before = False
+        while True:
+            try:
+                async with connect_stream(
+                    self.client.stream_http, self.client.stream_url, self.client.auth_headers(), parser
+                ) as stream:
+                    failures = 0
+                    if opened_before:
+                        self.telemetry.sse_reconnects.labels(self.target).inc()
+                    opened_before = True
+                    self._stream_state("connected", 1)
+                    self.relist.set()
+                    async for event in stream.events():
+                        self._on_event(event, stream.request_id)
+                self._stream_state("reconnecting", 0)
+                delay = _retry_delay(parser, 0)
+            except StreamUnavailable as unavailable:
+                if self.status.stream != "unavailable":
+                    log.info(
+                        "stream_unavailable",
+                        target=self.target,
+                        status=unavailable.status,
+                        request_id=unavailable.request_id,
+                        retry_in=self.settings.sse_unavailable_probe_interval,
+                    )
+                self._stream_state("unavailable", 0)
+                delay = self.settings.sse_unavailable_probe_interval
+            except UpstreamError as error:
+                failures += 1
+                if self.status.stream != "reconnecting" or failures == 1:
+                    log.warning(
+                        "stream_failed", target=self.target, error=error.message, **error.log_fields()
+                    )
+                self._stream_state("reconnecting", 0)
+                delay = error.retry_after if error.retry_after is not None else _retry_delay(parser, failures)
+            await asyncio.sleep(delay)
+
+    def _stream_state(self, state: str, connected: int) -> None:
+        self.status.stream = state
+        self.telemetry.sse_connected.labels(self.target).set(connected)
+
+    def _on_event(self, event: ServerSentEvent, request_id: str) -> None:
+        name = event.event if event.event in KNOWN_EVENTS else "unknown"
+        if event is OVERSIZE:
+            name = "oversize"
+        self.telemetry.sse_events.labels(self.target, name).inc()
+        if name in ("unknown", "oversize"):
+            return
+        try:
+            data = json.loads(event.data)
+        except ValueError:
+            self._invalid_event(name, "data is not valid JSON", request_id)
+            return
+        if name == "snapshot":
+            items = data.get("items") if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                self._invalid_event(name, "snapshot has no `items` list", request_id)
+                return
+            self._apply_listing(self._decode_all(items, request_id), time.monotonic())
+            self.status.objects_changed(len(self._environments))
+        elif name == "environment_updated":
+            environment = self._decode(data, request_id)
+            if environment is not None and self.shard.owns(environment.name):
+                self._put(environment)
+        else:
+            deleted = data.get("name") if isinstance(data, dict) else None
+            if not isinstance(deleted, str):
+                self._invalid_event(name, "deletion has no `name`", request_id)
+                return
+            self._delete(deleted)
+
+    def _invalid_event(self, event: str, error: str, request_id: str) -> None:
+        self.telemetry.sse_events.labels(self.target, "invalid").inc()
+        key = f"{event}: {error}"
+        if key not in self._invalid_logged:
+            self._invalid_logged.add(key)
+            log.warning(
+                "stream_event_dropped", target=self.target, event=event, error=error, request_id=request_id
+            )
+
+    def _put(self, environment: Environment) -> None:
+        environment = self._with_connections(environment)
+        self._environments[environment.name] = environment
+        self._stream_changes[environment.name] = (time.monotonic(), environment)
+        self.store.put(self.group, self.target, environment.name, self._render(environment))
+        self.status.objects_changed(len(self._environments))
+
+    def _delete(self, name: str) -> None:
+        self._environments.pop(name, None)
+        self._stream_changes[name] = (time.monotonic(), None)
+        self.store.delete(self.group, self.target, name)
+        self.status.objects_changed(len(self._environments))
+
+
+def _retry_delay(parser: EventParser, failures: int) -> float:
+    """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures."""
+    base = (parser.retry_ms or 5000) / 1000.0
+    if failures == 0:
+        return base
+    return random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))

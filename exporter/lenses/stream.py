@@ -1,0 +1,203 @@
+"""Reading HQ's live Server-Sent-Events stream with bounded memory.
+
+httpx-sse opens the stream (`aconnect_sse` sets the SSE request headers) and its `ServerSentEvent` is the
+event type, but its line and event decoders buffer without limit and drop the partial-event state we need,
+so the framing below is our own: it follows the WHATWG event-stream rules (`\\n`, `\\r\\n` or `\\r` line ends,
+comments, multi-line `data:`, `id:` carried over, `retry:`) and never holds more than `max_event_bytes` of one
+event; a larger event is skipped whole and reported as `OVERSIZE`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Final
+
+import httpx
+from httpx_sse import ServerSentEvent, aconnect_sse
+
+from exporter.upstream import UpstreamError, parse_retry_after, reason_for_status, request_id_of
+
+OVERSIZE: Final = ServerSentEvent(event="oversize")
+"""Stands in for an event that was larger than the cap and was dropped."""
+
+_LINE_END = re.compile(r"\r\n|\r|\n")
+
+
+class StreamUnavailable(Exception):
+    """The server has no live stream here (404 or 501): poll only."""
+
+    def __init__(self, status: int, request_id: str) -> None:
+        super().__init__(f"live stream answered HTTP {status}")
+        self.status = status
+        self.request_id = request_id
+
+
+class EventParser:
+    """Incremental, bounded event-stream parser: feed bytes, get complete events."""
+
+    def __init__(self, max_event_bytes: int) -> None:
+        self.max_event_bytes = max_event_bytes
+        self.last_event_id = ""
+        self.retry_ms: int | None = None
+        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._partial: list[str] = []
+        self._partial_size = 0
+        self._pending_cr = False
+        self._reset_event()
+        self._discarding = False
+
+    def _reset_event(self) -> None:
+        self._event = ""
+        self._data: list[str] = []
+        self._has_data = False
+        self._size = 0
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Parse a chunk; returns the events it completed (OVERSIZE for each dropped one)."""
+        text = self._text.decode(chunk)
+        if self._pending_cr and text.startswith("\n"):
+            text = text[1:]
+        self._pending_cr = text.endswith("\r")
+        pieces = _LINE_END.split(text)
+        events: list[ServerSentEvent] = []
+        for piece in pieces[:-1]:
+            if self._partial:
+                self._partial.append(piece)
+                piece = "".join(self._partial)
+                self._partial, self._partial_size = [], 0
+            self._line(piece, events)
+        tail = pieces[-1]
+        if tail:
+            self._partial_size += len(tail)
+            if self._partial_size + self._size > self.max_event_bytes:
+                # A line that alone exceeds the cap: forget it, skip the rest of its event.
+                self._partial, self._partial_size = [], 0
+                self._start_discarding()
+            elif not self._discarding:
+                self._partial.append(tail)
+        return events
+
+    def _start_discarding(self) -> None:
+        self._reset_event()
+        self._discarding = True
+
+    def _line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if not line:
+            if self._discarding:
+                self._discarding = False
+                events.append(OVERSIZE)
+            elif self._has_data:
+                events.append(
+                    ServerSentEvent(
+                        event=self._event or "message",
+                        data="\n".join(self._data),
+                        id=self.last_event_id,
+                        retry=self.retry_ms,
+                    )
+                )
+            self._reset_event()
+            return
+        if self._discarding or line.startswith(":"):
+            return
+        self._size += len(line)
+        if self._size > self.max_event_bytes:
+            self._start_discarding()
+            return
+        name, _, value = line.partition(":")
+        if value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+            self._has_data = True
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            if "\0" not in value:
+                self.last_event_id = value
+        elif name == "retry" and value.isdigit():
+            self.retry_ms = int(value)
+
+
+@dataclass
+class OpenStream:
+    """An open live stream: the upstream's request id, and its events as they arrive."""
+
+    request_id: str
+    response: httpx.Response
+    parser: EventParser
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """Events until the server closes the stream; read failures raise `UpstreamError`."""
+        try:
+            async for chunk in self.response.aiter_bytes():
+                for event in self.parser.feed(chunk):
+                    yield event
+        except httpx.TimeoutException:
+            raise UpstreamError(
+                "timeout",
+                "stream: no byte within the idle timeout",
+                endpoint="stream",
+                request_id=self.request_id,
+            ) from None
+        except httpx.TransportError as error:
+            raise UpstreamError(
+                "network", f"stream: {type(error).__name__}", endpoint="stream", request_id=self.request_id
+            ) from None
+
+
+@asynccontextmanager
+async def connect_stream(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], parser: EventParser
+) -> AsyncIterator[OpenStream]:
+    """Open the live stream, sending `Last-Event-ID` when the parser has seen one.
+
+    Raises `StreamUnavailable` on 404/501 and `UpstreamError` on any other failure to open.
+    """
+    if parser.last_event_id:
+        headers = {**headers, "Last-Event-ID": parser.last_event_id}
+    try:
+        async with aconnect_sse(client, "GET", url, headers=headers) as source:
+            response = source.response
+            request_id = request_id_of(response)
+            if response.status_code in (404, 501):
+                raise StreamUnavailable(response.status_code, request_id)
+            if response.status_code >= 400:
+                body = await _read_some(response)
+                raise UpstreamError(
+                    reason_for_status(response.status_code),
+                    f"stream: HTTP {response.status_code}",
+                    endpoint="stream",
+                    status=response.status_code,
+                    request_id=request_id_of(response, body),
+                    retry_after=parse_retry_after(response.headers),
+                )
+            content_type = response.headers.get("content-type", "")
+            if "text/event-stream" not in content_type:
+                raise UpstreamError(
+                    "content_type",
+                    f"stream: expected text/event-stream, got {content_type.split(';')[0][:60]!r}",
+                    endpoint="stream",
+                    status=response.status_code,
+                    request_id=request_id,
+                )
+            yield OpenStream(request_id, response, parser)
+    except httpx.TimeoutException:
+        raise UpstreamError("timeout", "stream: timed out opening", endpoint="stream") from None
+    except httpx.TransportError as error:
+        raise UpstreamError("network", f"stream: {type(error).__name__}", endpoint="stream") from None
+
+
+async def _read_some(response: httpx.Response, limit: int = 65536) -> bytes:
+    """At most `limit` bytes of an error body (enough for its request id)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

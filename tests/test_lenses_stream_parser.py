@@ -1,0 +1,97 @@
+"""The bounded event-stream framing: line endings, multi-line data, comments, ids, retry, size cap."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.lenses.stream import OVERSIZE, EventParser
+
+
+def feed_all(parser: EventParser, chunks: list[bytes]) -> list[tuple[str, str, str]]:
+    events = []
+    for chunk in chunks:
+        events.extend(parser.feed(chunk))
+    return [(e.event, e.data, e.id) for e in events]
+
+
+def test_events_with_every_line_ending_and_multiline_data() -> None:
+    for end in ("\n", "\r\n", "\r"):
+        text = end.join(
+            [
+                "retry: 5000",
+                ": keepalive",
+                "id: 1",
+                "event: snapshot",
+                'data: {"items":',
+                "data: []}",
+                "",
+                "id: 2",
+                "event: environment_deleted",
+                'data: {"name": "a"}',
+                "",
+                "",
+            ]
+        )
+        parser = EventParser(1024)
+        assert feed_all(parser, [text.encode()]) == [
+            ("snapshot", '{"items":\n[]}', "1"),
+            ("environment_deleted", '{"name": "a"}', "2"),
+        ], repr(end)
+        assert parser.retry_ms == 5000
+        assert parser.last_event_id == "2"
+
+
+def test_chunk_boundaries_anywhere_give_the_same_events() -> None:
+    text = b'id: 7\r\nevent: environment_updated\r\ndata: {"name": "\xc3\xa9t\xc3\xa9"}\r\n\r\n'
+    whole = feed_all(EventParser(1024), [text])
+    assert whole == [("environment_updated", '{"name": "été"}', "7")]
+    for cut in range(1, len(text)):
+        assert feed_all(EventParser(1024), [text[:cut], text[cut:]]) == whole, cut
+    assert feed_all(EventParser(1024), [bytes([b]) for b in text]) == whole
+
+
+def test_comment_and_id_without_data_dispatch_nothing_but_keep_the_id() -> None:
+    parser = EventParser(1024)
+    assert feed_all(parser, [b"id: 5\n\n: keepalive\n\n"]) == []
+    assert parser.last_event_id == "5"
+
+
+def test_event_without_name_is_a_message_and_unknown_fields_are_ignored() -> None:
+    assert feed_all(EventParser(1024), [b"foo: bar\ndata:x\n\n"]) == [("message", "x", "")]
+
+
+def test_oversize_event_is_dropped_whole_and_the_stream_goes_on() -> None:
+    parser = EventParser(100)
+    big = b"event: environment_updated\ndata: " + b"x" * 500 + b"\n\n"
+    small = b"event: environment_deleted\ndata: {}\n\n"
+    events = []
+    for chunk in (big[:50], big[50:300], big[300:], small):
+        events.extend(parser.feed(chunk))
+    assert events[0] is OVERSIZE
+    assert [(e.event, e.data) for e in events[1:]] == [("environment_deleted", "{}")]
+
+
+def test_many_data_lines_over_the_cap_are_dropped() -> None:
+    parser = EventParser(100)
+    text = b"".join(b"data: 0123456789\n" for _ in range(50)) + b"\ndata: ok\n\n"
+    events = parser.feed(text)
+    assert events[0] is OVERSIZE
+    assert events[1].data == "ok"
+
+
+def test_a_line_with_no_end_never_grows_the_buffer_beyond_the_cap() -> None:
+    parser = EventParser(1000)
+    for _ in range(1000):
+        parser.feed(b"y" * 1000)
+    assert parser._partial_size <= 1000
+    assert parser.feed(b"\n\ndata: after\n\n")[-1].data == "after"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=2000), st.integers(min_value=1, max_value=64))
+def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
+    parser = EventParser(256)
+    for start in range(0, len(data), chunk):
+        for event in parser.feed(data[start : start + chunk]):
+            assert event is OVERSIZE or len(event.data) <= 256
