@@ -43,6 +43,7 @@ class LensesSettings:
     tls: TLSSettings = field(default_factory=TLSSettings)
     sse_idle_timeout: float = 45.0
     sse_max_event_bytes: int = 8 * 1024 * 1024
+    sse_unavailable_probe_interval: float = 600.0  # after a 404/501 on the stream
     max_body_bytes: int = 256 * 1024 * 1024
     kafka_connections_concurrency: int = 8
 
