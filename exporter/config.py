@@ -66,6 +66,7 @@ class ConfluentTarget:
     page_size: int = 100
     max_pages: int = 1000
     max_body_bytes: int = 64 * 1024 * 1024
+    proxy_url: str = ""  # optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import email.utils
 import json
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +69,11 @@ class UpstreamError(Exception):
         return f"UpstreamError({self.reason!r}, {self.message!r}, status={self.status})"
 
 
-def make_client(timeout: float, tls: TLSSettings, *, read_timeout: float | None = None) -> httpx.AsyncClient:
-    """An httpx client with connect/read timeouts and TLS options; redirects are handled by `fetch_json`."""
+def make_client(
+    timeout: float, tls: TLSSettings, *, read_timeout: float | None = None, proxy: str | None = None
+) -> httpx.AsyncClient:
+    """An httpx client with connect/read timeouts, TLS options and an optional explicit proxy (the
+    environment's proxy variables are ignored); redirects are handled by `fetch_json`."""
     verify: ssl.SSLContext | bool
     if tls.insecure_skip_verify:
         verify = False
@@ -82,6 +85,7 @@ def make_client(timeout: float, tls: TLSSettings, *, read_timeout: float | None 
         follow_redirects=False,
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         trust_env=False,
+        proxy=proxy or None,
     )
 
 
@@ -263,16 +267,22 @@ def _wait_for(fallback: Callable[[RetryCallState], float]) -> Callable[[RetryCal
     return wait
 
 
-def retrying(attempts: int = 4, max_backoff: float = 30.0, initial: float = 0.5) -> AsyncRetrying:
+def retrying(
+    attempts: int = 4,
+    max_backoff: float = 30.0,
+    initial: float = 0.5,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> AsyncRetrying:
     """Retry retryable `UpstreamError`s: wait what the upstream asked (Retry-After / X-RateLimit-Reset),
     else capped exponential backoff with jitter. Non-retryable errors (401, 403, 404, decode) raise at
-    once."""
-    return AsyncRetrying(
+    once. `sleep` replaces `asyncio.sleep` (tests record the waits instead of waiting)."""
+    policy = AsyncRetrying(
         retry=retry_if_exception(lambda e: isinstance(e, UpstreamError) and e.retryable),
         wait=_wait_for(wait_exponential_jitter(multiplier=initial, max=max_backoff, jitter=initial)),
         stop=stop_after_attempt(attempts),
         reraise=True,
     )
+    return policy if sleep is None else policy.copy(sleep=sleep)
 
 
 PROBE_STATES = ("reachable", "auth failed", "not found", "unreachable", "error")
