@@ -21,83 +21,129 @@ from exporter import __version__
 log = structlog.get_logger("exporter.health")
 
 
+@dataclass(frozen=True)
+class SelfMetric:
+    """One self-metric: its Telemetry attribute, kind, name (without `_total`), help and labels."""
+
+    attribute: str
+    kind: str  # gauge | counter
+    name: str
+    help: str
+    labels: tuple[str, ...]
+
+    @property
+    def exposed_name(self) -> str:
+        """The sample name as scraped (counters gain `_total`)."""
+        return self.name + "_total" if self.kind == "counter" else self.name
+
+
+SELF_METRICS = (
+    SelfMetric(
+        "build_info",
+        "gauge",
+        "lenses_hq_exporter_build_info",
+        "Version of the exporter and of Python it runs on; value 1.",
+        ("version", "python_version"),
+    ),
+    SelfMetric(
+        "up",
+        "gauge",
+        "lenses_hq_exporter_up",
+        "1 when the last sync of the target succeeded; data series keep their last good values while 0.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "last_success",
+        "gauge",
+        "lenses_hq_exporter_last_success_timestamp_seconds",
+        "Unix time of the target's last successful sync.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "sync_duration",
+        "gauge",
+        "lenses_hq_exporter_sync_duration_seconds",
+        "Duration of the target's last full list or poll.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "requests",
+        "counter",
+        "lenses_hq_exporter_upstream_requests",
+        "Requests sent to an upstream.",
+        ("source", "endpoint"),
+    ),
+    SelfMetric(
+        "failures",
+        "counter",
+        "lenses_hq_exporter_upstream_request_failures",
+        "Upstream requests that failed, by a short reason "
+        "(timeout, connect, network, http_5xx, http_429, http_401, decode, ...).",
+        ("source", "endpoint", "reason"),
+    ),
+    SelfMetric(
+        "invalid_objects",
+        "counter",
+        "lenses_hq_exporter_invalid_objects",
+        "Upstream objects dropped because they could not be decoded.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "sse_connected",
+        "gauge",
+        "lenses_hq_exporter_sse_connected",
+        "1 while the live stream to the target is open.",
+        ("target",),
+    ),
+    SelfMetric(
+        "sse_events",
+        "counter",
+        "lenses_hq_exporter_sse_events",
+        "Live-stream events received, by event name; unknown ones as `unknown`, dropped oversize ones as "
+        "`oversize`, undecodable ones as `invalid`.",
+        ("target", "event"),
+    ),
+    SelfMetric(
+        "sse_reconnects",
+        "counter",
+        "lenses_hq_exporter_sse_reconnects",
+        "Times the live stream was opened again after the first connection.",
+        ("target",),
+    ),
+    SelfMetric(
+        "objects",
+        "gauge",
+        "lenses_hq_exporter_objects",
+        "Environments or agents currently tracked for the target.",
+        ("source", "target"),
+    ),
+)
+
+
 class Telemetry:
-    """Self-metrics (`lenses_hq_exporter_*`) in a registry of their own, plus process/python collectors."""
+    """Self-metrics (`lenses_hq_exporter_*`, declared in SELF_METRICS) in a registry of their own, plus the
+    process/python collectors. One per exporter, so tests and embedded uses never share state."""
+
+    build_info: Gauge
+    up: Gauge
+    last_success: Gauge
+    sync_duration: Gauge
+    requests: Counter
+    failures: Counter
+    invalid_objects: Counter
+    sse_connected: Gauge
+    sse_events: Counter
+    sse_reconnects: Counter
+    objects: Gauge
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             self.registry.register(collector)
-        r = self.registry
-        build = Gauge(
-            "lenses_hq_exporter_build_info",
-            "Version of the exporter and of Python it runs on; value 1.",
-            ["version", "python_version"],
-            registry=r,
-        )
-        build.labels(__version__, platform.python_version()).set(1)
-        self.up = Gauge(
-            "lenses_hq_exporter_up",
-            "1 when the last sync of the target succeeded; data series keep their last good values while 0.",
-            ["source", "target"],
-            registry=r,
-        )
-        self.last_success = Gauge(
-            "lenses_hq_exporter_last_success_timestamp_seconds",
-            "Unix time of the target's last successful sync.",
-            ["source", "target"],
-            registry=r,
-        )
-        self.sync_duration = Gauge(
-            "lenses_hq_exporter_sync_duration_seconds",
-            "Duration of the target's last full list or poll.",
-            ["source", "target"],
-            registry=r,
-        )
-        self.requests = Counter(
-            "lenses_hq_exporter_upstream_requests",
-            "Requests sent to an upstream.",
-            ["source", "endpoint"],
-            registry=r,
-        )
-        self.failures = Counter(
-            "lenses_hq_exporter_upstream_request_failures",
-            "Upstream requests that failed, by a short reason "
-            "(timeout, connect, http_5xx, http_429, http_401, decode, ...).",
-            ["source", "endpoint", "reason"],
-            registry=r,
-        )
-        self.invalid_objects = Counter(
-            "lenses_hq_exporter_invalid_objects",
-            "Upstream objects (or parts of them) dropped because they could not be decoded.",
-            ["source", "target"],
-            registry=r,
-        )
-        self.sse_connected = Gauge(
-            "lenses_hq_exporter_sse_connected",
-            "1 while the live stream to the target is open.",
-            ["target"],
-            registry=r,
-        )
-        self.sse_events = Counter(
-            "lenses_hq_exporter_sse_events",
-            'Live-stream events received, by event name (unknown ones as event="unknown", dropped '
-            'oversize ones as event="oversize", undecodable ones as event="invalid").',
-            ["target", "event"],
-            registry=r,
-        )
-        self.sse_reconnects = Counter(
-            "lenses_hq_exporter_sse_reconnects",
-            "Times the live stream was (re)opened after the first connection.",
-            ["target"],
-            registry=r,
-        )
-        self.objects = Gauge(
-            "lenses_hq_exporter_objects",
-            "Environments or agents currently tracked for the target.",
-            ["source", "target"],
-            registry=r,
-        )
+        for spec in SELF_METRICS:
+            kind = Gauge if spec.kind == "gauge" else Counter
+            setattr(self, spec.attribute, kind(spec.name, spec.help, spec.labels, registry=self.registry))
+        self.build_info.labels(__version__, platform.python_version()).set(1)
 
 
 @dataclass

@@ -1,0 +1,69 @@
+"""Generates docs/metrics.md from the family declarations and the self-metrics, so docs cannot drift.
+
+Run `python -m exporter.docs > docs/metrics.md` (or `make docs`); a test fails when the two differ.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from exporter.confluent import metrics as confluent_metrics
+from exporter.health import SELF_METRICS
+from exporter.lenses import metrics as lenses_metrics
+from exporter.store import FamilyGroup
+
+HEADER = """# Metrics
+
+Generated from the code by `make docs`; do not edit by hand. Every series of a family has the same label
+names; a value missing upstream drops only the series it feeds.
+"""
+
+
+def _table(rows: Iterable[tuple[str, str, str, str]]) -> str:
+    lines = ["| metric | type | labels | help |", "|---|---|---|---|"]
+    lines += [f"| `{name}` | {kind} | {labels} | {text} |" for name, kind, labels, text in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _group_rows(group: FamilyGroup[Any]) -> Iterable[tuple[str, str, str, str]]:
+    for family in group.families:
+        labels = ", ".join(f"`{label}`" for label in family.labels) or "—"
+        yield family.name, family.type, labels, family.help.replace("|", "\\|")
+
+
+def _self_rows() -> Iterable[tuple[str, str, str, str]]:
+    for metric in SELF_METRICS:
+        labels = ", ".join(f"`{label}`" for label in metric.labels) or "—"
+        yield metric.exposed_name, metric.kind, labels, metric.help.replace("|", "\\|")
+
+
+def render() -> str:
+    """The whole metrics page."""
+    lenses = lenses_metrics.build_group(metadata_labels=["<key>"])
+    return "\n".join(
+        [
+            HEADER,
+            "## Lenses HQ environments",
+            "",
+            "Every series also has `" + "`, `".join(lenses_metrics.COMMON_LABELS) + "`. "
+            "`lenses_environment_metadata_info` exists only when `lenses.metadata_labels` lists keys; each "
+            "becomes a label `metadata_<key>` (characters other than letters, digits and `_` become `_`).",
+            "",
+            _table(_group_rows(lenses)),
+            "## Confluent Flink agents",
+            "",
+            "Every series also has `" + "`, `".join(confluent_metrics.COMMON_LABELS) + "`.",
+            "",
+            _table(_group_rows(confluent_metrics.GROUP)),
+            "## The exporter itself",
+            "",
+            "Plus the standard `process_*` and `python_*` collectors.",
+            "",
+            _table(_self_rows()),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(render(), end="")
