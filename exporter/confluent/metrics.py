@@ -1,9 +1,90 @@
-"""The Confluent Flink agent metric families (placeholder until the wing lands)."""
+"""The Confluent Flink agent metric families, declared as data: name, help, own labels and how to read them
+off an agent. Every series also carries `organization_id`, `environment_id`, `kafka_cluster_id`, `agent`
+and `tier`."""
 
 from __future__ import annotations
 
-from exporter.store import FamilyGroup
+from collections.abc import Callable, Iterable
+
+from exporter.config import ConfluentTarget
+from exporter.confluent.model import FlinkAgent
+from exporter.store import Family, FamilyGroup, Sample
 
 COMMON_LABELS = ("organization_id", "environment_id", "kafka_cluster_id", "agent", "tier")
 
-GROUP: FamilyGroup[object] = FamilyGroup(COMMON_LABELS, ())
+KNOWN_PHASES = ("READY", "RUNNING")
+"""Phases that always have a series (0 or 1), so `== 0` alerts work; another phase adds its own series."""
+
+Reader = Callable[[FlinkAgent], Iterable[Sample]]
+
+
+def _one(value: float | None) -> Iterable[Sample]:
+    return () if value is None else (((), value),)
+
+
+def _info(agent: FlinkAgent) -> Iterable[Sample]:
+    yield (agent.model, agent.uid), 1
+
+
+def _phase(agent: FlinkAgent) -> Iterable[Sample]:
+    if agent.phase is None:
+        return
+    for phase in KNOWN_PHASES:
+        yield (phase,), 1 if agent.phase == phase else 0
+    if agent.phase not in KNOWN_PHASES:
+        yield (agent.phase,), 1
+
+
+def _tool_count(agent: FlinkAgent) -> Iterable[Sample]:
+    return _one(None if agent.tools is None else float(len(agent.tools)))
+
+
+def _tool_info(agent: FlinkAgent) -> Iterable[Sample]:
+    for tool in agent.tools or ():
+        yield (tool,), 1
+
+
+def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) -> Family[FlinkAgent]:
+    return Family(name, help_, labels, read)
+
+
+GROUP: FamilyGroup[FlinkAgent] = FamilyGroup(
+    COMMON_LABELS,
+    (
+        _gauge(
+            "confluent_flink_agent_info",
+            "Flink agent identity: the model it uses and its uid; value 1.",
+            _info,
+            ("model", "uid"),
+        ),
+        _gauge(
+            "confluent_flink_agent_status_phase",
+            "1 for the agent's current phase, 0 for the other known phases (READY, RUNNING).",
+            _phase,
+            ("phase",),
+        ),
+        _gauge("confluent_flink_agent_tools", "Tools available to the agent.", _tool_count),
+        _gauge(
+            "confluent_flink_agent_tool_info",
+            "One series per tool available to the agent; value 1.",
+            _tool_info,
+            ("tool",),
+        ),
+        _gauge(
+            "confluent_flink_agent_created_timestamp_seconds",
+            "When the agent was created (Unix seconds).",
+            lambda agent: _one(agent.created_at),
+        ),
+        _gauge(
+            "confluent_flink_agent_updated_timestamp_seconds",
+            "When the agent was last updated (Unix seconds).",
+            lambda agent: _one(agent.updated_at),
+        ),
+    ),
+)
+
+
+def common_values(target: ConfluentTarget, agent: FlinkAgent) -> tuple[str, str, str, str, str]:
+    """The common label values: the target's organization, environment and tier, the agent's cluster and
+    name."""
+    return target.organization_id, target.environment_id, agent.kafka_cluster_id, agent.name, target.tier

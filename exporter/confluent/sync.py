@@ -1,17 +1,52 @@
-"""Polling Confluent Flink agents (placeholder until the wing lands)."""
+"""Polling Confluent Flink agents: every owned target on its own interval, a bounded number at once, first
+polls staggered; a complete listing replaces the target's agents in the store, a failed one changes only
+its health."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import random
+import time
 
-from exporter.config import ConfluentSettings
-from exporter.health import Health, Telemetry
+import structlog
+
+from exporter.config import ConfluentSettings, ConfluentTarget
+from exporter.confluent import metrics
+from exporter.confluent.client import SOURCE, AgentListing, ConfluentClient, Sleep
+from exporter.confluent.model import InvalidAgent, decode_agent
+from exporter.health import Health, TargetStatus, Telemetry
 from exporter.sharding import Shard
-from exporter.store import Store
+from exporter.store import Rendered, Store
+from exporter.upstream import UpstreamError
+
+log = structlog.get_logger("exporter.confluent")
+
+START_STEP = 0.2
+"""Seconds between the first polls of consecutive targets (each with jitter inside its slot)."""
+
+INTERVAL_JITTER = 0.1
+"""Each poll interval is stretched or shrunk by up to this fraction, so targets do not fall into step."""
+
+
+def start_delays(
+    count: int, poll_interval: float, rng: random.Random, step: float = START_STEP
+) -> list[float]:
+    """Delays before each target's first poll: one slot of `step` seconds per target, a random point inside
+    it, and the whole spread no longer than one poll interval."""
+    if count <= 0:
+        return []
+    slot = min(step, poll_interval / count)
+    return [(index + rng.random()) * slot for index in range(count)]
+
+
+def next_interval(poll_interval: float, rng: random.Random) -> float:
+    """The wait until a target's next poll: its interval with a little jitter."""
+    return poll_interval * (1 + rng.uniform(-INTERVAL_JITTER, INTERVAL_JITTER))
 
 
 class ConfluentSync:
-    """Polls every configured Confluent target and keeps its agents in the store."""
+    """Polls every configured Confluent target this shard owns and keeps its agents in the store."""
 
     def __init__(
         self,
@@ -22,10 +57,83 @@ class ConfluentSync:
         shard: Shard | None = None,
     ) -> None:
         self.settings = settings
+        self.store = store
+        self.telemetry = telemetry
+        self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
+        self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
+        self.clients: dict[str, ConfluentClient] = {
+            t.name: ConfluentClient(t, telemetry) for t in self.targets
+        }
+        self.last_listing: dict[str, AgentListing] = {}
+        self.rng = random.Random()
+        self.start_step = START_STEP
+        self._limit = asyncio.Semaphore(max(1, settings.concurrency))
+
+    def set_retry_sleep(self, sleep: Sleep | None) -> None:
+        """Replace how retries wait (None: `asyncio.sleep`); tests record the waits instead of waiting."""
+        for client in self.clients.values():
+            client.sleep = sleep
 
     async def run(self) -> None:
-        """Poll forever."""
-        await asyncio.Event().wait()
+        """Poll forever; one task per target."""
+        if not self.targets:
+            await asyncio.Event().wait()
+            return
+        shortest = min(t.poll_interval for t in self.targets)
+        delays = start_delays(len(self.targets), shortest, self.rng, self.start_step)
+        async with asyncio.TaskGroup() as group:
+            for target, delay in zip(self.targets, delays, strict=True):
+                group.create_task(self._poll_forever(target, delay), name=f"confluent:{target.name}")
+
+    async def _poll_forever(self, target: ConfluentTarget, delay: float) -> None:
+        await asyncio.sleep(delay)
+        while True:
+            try:
+                await self.poll(target)
+            except Exception as error:  # a bug must not stop the other targets' polls
+                log.exception("poll_crashed", source=SOURCE, target=target.name)
+                self.status[target.name].failed(f"internal error: {type(error).__name__}")
+            await asyncio.sleep(next_interval(target.poll_interval, self.rng))
+
+    async def poll(self, target: ConfluentTarget) -> bool:
+        """List the target's agents once (waiting for a free slot) and apply the listing only when it is
+        complete; returns whether it succeeded."""
+        status = self.status[target.name]
+        async with self._limit:
+            started = time.monotonic()
+            try:
+                listing = await self.clients[target.name].list_agents()
+            except UpstreamError as error:
+                status.failed(error.message, time.monotonic() - started, **error.log_fields())
+                return False
+        self.last_listing[target.name] = listing
+        rendered: dict[str, Rendered] = {}
+        invalid = 0
+        for raw in listing.items:
+            try:
+                agent = decode_agent(raw)
+            except InvalidAgent:
+                invalid += 1
+                continue
+            rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(target, agent))
+        if invalid:
+            self.telemetry.invalid_objects.labels(SOURCE, target.name).inc(invalid)
+        self.store.replace(metrics.GROUP, target.name, rendered)
+        status.succeeded(time.monotonic() - started, len(rendered))
+        log.debug(
+            "listing_applied",
+            source=SOURCE,
+            target=target.name,
+            agents=len(rendered),
+            invalid=invalid,
+            pages=listing.pages,
+            attempts=listing.attempts,
+            waited_seconds=listing.waited,
+        )
+        return True
 
     async def aclose(self) -> None:
-        """Close connections."""
+        """Close every target's connections."""
+        for client in self.clients.values():
+            with contextlib.suppress(Exception):
+                await client.aclose()
