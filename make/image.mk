@@ -22,3 +22,8 @@ image: wheelhouse
 
 image-test: image $(STAMP_TEST)
 	IMAGE_TEST=1 IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/pytest -q -s -p no:cacheprovider tests/test_image.py
+
+# Kubernetes manifests generated from alerts/*.yml and dashboards/*.json (deploy/kubernetes).
+.PHONY: manifests
+manifests: $(STAMP)
+	$(BIN)/python -m deploy.generate
