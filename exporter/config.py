@@ -6,13 +6,27 @@ Every validation failure raises `ConfigError` whose message names the offending 
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
-from exporter.secrets import Secret
+import yaml
+
+from exporter.lenses.metrics import ROUNDTRIP_UNITS, metadata_label_name
+from exporter.secrets import Secret, SecretUnavailable
 from exporter.sharding import Shard
 
 DEFAULT_LISTEN_ADDRESS = ":9877"
+
+TIERS = ("development", "staging", "production")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
 
 
 class ConfigError(Exception):
@@ -86,6 +100,14 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ConfigWarning:
+    """Something legal but unwise in the configuration; logged once logging is set up."""
+
+    event: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole configuration."""
 
@@ -95,6 +117,8 @@ class Settings:
     shard: Shard = field(default_factory=Shard)
     log_level: str = "info"
     log_format: str = "json"  # json | console
+    source: str = ""  # the config file's path, or "environment"
+    warnings: tuple[ConfigWarning, ...] = ()
 
     def secrets(self) -> list[Secret]:
         """Every configured secret (for log redaction)."""
@@ -104,3 +128,704 @@ class Settings:
         for target in self.confluent.targets:
             found.extend(s for s in (target.api_key, target.api_secret, target.token) if s is not None)
         return found
+
+    def secret_values(self) -> list[str]:
+        """Every value any configured secret has had in this process (what log redaction hides)."""
+        return [value for secret in self.secrets() for value in secret.known_values()]
+
+
+# --- small validators shared by the file and the environment loaders -------------------------------------
+
+_DURATION = re.compile(
+    r"^(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m(?!s))?(?:(\d+)s)?(?:(\d+)ms)?$"
+)
+_DURATION_UNITS = (365 * 86400.0, 7 * 86400.0, 86400.0, 3600.0, 60.0, 1.0, 0.001)
+_SIZE = re.compile(r"^(\d+)\s*(B|KB|MB|GB|KiB|MiB|GiB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
+_ID = re.compile(r"^[A-Za-z0-9._~-]+$")
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: strings quoted, long ones cut."""
+    text = repr(value) if isinstance(value, str) else str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def parse_duration(text: str) -> float | None:
+    """A Prometheus-style duration (`30s`, `5m`, `1h30m`, `500ms`) in seconds; None when malformed."""
+    match = _DURATION.match(text.strip())
+    if not match or not text.strip():
+        return None
+    return sum(float(part) * unit for part, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if part)
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as a Prometheus-style duration (`1h30m`, `500ms`), for summaries."""
+    if seconds < 1 and seconds > 0:
+        return f"{round(seconds * 1000)}ms"
+    whole = int(seconds)
+    parts = []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
+
+
+def check_listen_address(address: str, where: str) -> str:
+    """`HOST:PORT` (`:9877`, `127.0.0.1:0`, `[::1]:9877`); raises ConfigError naming `where`."""
+    host, colon, port = address.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535 or (":" in host and not host.startswith("[")):
+        raise ConfigError(f"{where}: expected HOST:PORT like :9877, got {_show(address)}")
+    return address
+
+
+def check_url(value: str, where: str) -> str:
+    """An http(s) URL with a host; returned without a trailing slash."""
+    try:
+        parts = urlsplit(value)
+        scheme, host = parts.scheme, parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}") from None
+    if scheme not in ("http", "https") or not host:
+        raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}")
+    if parts.query or parts.fragment:
+        raise ConfigError(f"{where}: a base URL takes no query or fragment: {_show(value)}")
+    return value.rstrip("/")
+
+
+def url_host(url: str) -> str:
+    """The host part of a URL (the default Lenses target name)."""
+    return urlsplit(url).hostname or url
+
+
+def _read_secret_file(path: Path, where: str, origin: str) -> Secret:
+    secret = Secret(file=path, origin=origin)
+    try:
+        value = secret.get()
+    except SecretUnavailable as error:
+        raise ConfigError(f"{where}: {error}") from None
+    if not value.strip():
+        raise ConfigError(f"{where}: {path} is empty")
+    return secret
+
+
+def _inline_secret(value: str, where: str, origin: str) -> Secret:
+    if not value.strip():
+        raise ConfigError(f"{where}: empty")
+    return Secret(value=value, origin=origin)
+
+
+# --- ${VAR} expansion ----------------------------------------------------------------------------------
+
+
+class _Expanded(str):
+    """A string that came (at least partly) from the environment: not an inline secret, and read leniently
+    as a number or boolean (`sse: ${SSE}`)."""
+
+    __slots__ = ()
+
+
+_REFERENCE = re.compile(r"\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def expand(text: str, environ: Mapping[str, str], where: str) -> str:
+    """Replace `${VAR}` (and `${VAR:-default}`) with the environment's value; `$$` is a literal `$`.
+
+    An undefined variable without a default is a ConfigError naming the field."""
+    if "$" not in text:
+        return text
+    substituted = False
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal substituted
+        if match.group(1):
+            return "$"
+        substituted = True
+        name, default = match.group(2), match.group(3)
+        if name in environ:
+            return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set (referenced as ${{{name}}})")
+
+    expanded = _REFERENCE.sub(replace, text)
+    leftover = _REFERENCE.sub("", text)
+    if "${" in leftover:
+        raise ConfigError(
+            f"{where}: malformed ${{...}} reference (expected ${{NAME}}, or $$ for a literal $)"
+        )
+    return _Expanded(expanded) if substituted else expanded
+
+
+def _expand_tree(node: Any, environ: Mapping[str, str], where: str) -> Any:
+    if isinstance(node, str):
+        return expand(node, environ, where)
+    if isinstance(node, list):
+        return [_expand_tree(item, environ, f"{where}[{i}]") for i, item in enumerate(node)]
+    if isinstance(node, dict):
+        return {key: _expand_tree(value, environ, _join(where, key)) for key, value in node.items()}
+    return node
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+# --- YAML ----------------------------------------------------------------------------------------------
+
+
+class _Loader(yaml.SafeLoader):
+    """The safe loader, refusing duplicate keys (PyYAML silently keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep)
+
+
+def _parse_yaml(text: str, path: Path) -> Any:
+    try:
+        return yaml.load(text, Loader=_Loader)  # _Loader is a SafeLoader
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = error.problem or error.context or "malformed"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
+
+
+# --- typed reading of one mapping ---------------------------------------------------------------------
+
+
+class _Section:
+    """One mapping of the file: typed getters whose errors name `where.key`; unknown keys are refused."""
+
+    def __init__(self, data: Any, where: str, keys: tuple[str, ...], base: Path) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_type_name(data)}")
+        for key in data:
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: key {_show(key)} is not a string")
+            if key not in keys:
+                hint = difflib.get_close_matches(key, keys, n=1)
+                suffix = f" (did you mean {hint[0]}?)" if hint else f" (known keys: {', '.join(keys)})"
+                raise ConfigError(f"{_join(where, key)}: unknown key{suffix}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self.base = base
+
+    def at(self, key: str) -> str:
+        return _join(self.where, key)
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def string(self, key: str, default: str = "", *, secret: bool = False) -> str:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            shown = "" if secret else f" {_show(value)}"
+            hint = " (quote it)" if secret and isinstance(value, int | float) else ""
+            raise ConfigError(f"{self.at(key)}: expected a string, got {_type_name(value)}{shown}{hint}")
+        return value
+
+    def required(self, key: str, hint: str = "") -> str:
+        value = self.string(key)
+        if not value.strip():
+            raise ConfigError(f"{self.at(key)}: missing{hint}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, _Expanded) and value.strip().lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.strip().lower() in ("true", "yes", "1")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.at(key)}: expected true or false, got {_show(value)}")
+        return value
+
+    def duration(self, key: str, default: float) -> float:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        seconds = parse_duration(value) if isinstance(value, str) else None
+        if seconds is None:
+            raise ConfigError(f"{self.at(key)}: expected a duration like 30s, got {_show(value)}")
+        if seconds <= 0:
+            raise ConfigError(f"{self.at(key)}: must be longer than 0s, got {_show(value)}")
+        return seconds
+
+    def integer(self, key: str, default: int, minimum: int = 1, maximum: int | None = None) -> int:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, _Expanded) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.at(key)}: expected a whole number, got {_show(value)}")
+        return self._bounded(key, value, minimum, maximum)
+
+    def size(self, key: str, default: int) -> int:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if isinstance(value, str) and (match := _SIZE.match(value.strip())):
+            value = int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{self.at(key)}: expected a size in bytes like 8MiB, got {_show(value)}")
+        return self._bounded(key, value, 1, None)
+
+    def _bounded(self, key: str, value: int, minimum: int, maximum: int | None) -> int:
+        if value < minimum or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise ConfigError(f"{self.at(key)}: must be {bounds}, got {value}")
+        return value
+
+    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.string(key, default)
+        if value not in choices and not (value == "" and default == ""):
+            raise ConfigError(f"{self.at(key)}: expected one of {', '.join(choices)}, got {_show(value)}")
+        return value
+
+    def path(self, key: str) -> Path | None:
+        value = self.string(key)
+        if not value.strip():
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.base / path
+
+    def readable_path(self, key: str) -> Path | None:
+        path = self.path(key)
+        if path is not None:
+            try:
+                with path.open("rb"):
+                    pass
+            except OSError as error:
+                raise ConfigError(f"{self.at(key)}: cannot read {path}: {error.strerror}") from None
+        return path
+
+    def section(self, key: str, keys: tuple[str, ...]) -> _Section:
+        return _Section(self.data.get(key), self.at(key), keys, self.base)
+
+    def items(self, key: str) -> list[Any]:
+        value = self.data.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise ConfigError(f"{self.at(key)}: expected a list, got {_type_name(value)}")
+        return value
+
+    def secret(self, key: str, env: str | None, environ: Mapping[str, str]) -> Secret | None:
+        """`key` inline, `key_file`, or the environment variable `env`; None when none is set."""
+        inline, file_key = self.data.get(key), f"{key}_file"
+        if inline is not None and self.has(file_key):
+            raise ConfigError(f"{self.at(key)}: set either {key} or {file_key}, not both")
+        if inline is not None:
+            text = self.string(key, secret=True)
+            origin = "the environment (${...})" if isinstance(text, _Expanded) else "the config file"
+            return _inline_secret(text, self.at(key), origin)
+        path = self.path(file_key)
+        if path is not None:
+            return _read_secret_file(path, self.at(file_key), f"file {path}")
+        return _env_secret(environ, env) if env else None
+
+    def inline_secrets(self, keys: tuple[str, ...]) -> list[str]:
+        """The fields among `keys` whose value is written in the file itself."""
+        return [
+            self.at(key)
+            for key in keys
+            if isinstance(self.data.get(key), str) and not isinstance(self.data[key], _Expanded)
+        ]
+
+
+# --- the file -------------------------------------------------------------------------------------------
+
+TOP_KEYS = ("web", "lenses", "confluent", "log")
+WEB_KEYS = ("listen_address", "config_file")
+LOG_KEYS = ("level", "format")
+TLS_KEYS = ("ca_file", "insecure_skip_verify")
+LENSES_KEYS = (
+    "name",
+    "url",
+    "token",
+    "token_file",
+    "poll_interval",
+    "sse",
+    "kafka_connections",
+    "metadata_labels",
+    "roundtrip_duration_unit",
+    "timeout",
+    "tls",
+    "sse_idle_timeout",
+    "sse_max_event_bytes",
+    "sse_unavailable_probe_interval",
+    "max_body_bytes",
+    "kafka_connections_concurrency",
+)
+CONFLUENT_KEYS = ("targets", "concurrency")
+TARGET_KEYS = (
+    "name",
+    "url",
+    "organization_id",
+    "environment_id",
+    "api_key",
+    "api_key_file",
+    "api_secret",
+    "api_secret_file",
+    "token",
+    "token_file",
+    "tier",
+    "poll_interval",
+    "timeout",
+    "tls",
+    "page_size",
+    "max_pages",
+    "max_body_bytes",
+    "proxy_url",
+)
+
+NO_SOURCE = (
+    "no source configured: set lenses.url or confluent.targets in the config file, "
+    "or LENSES_HQ_URL / CONFLUENT_FLINK_URL in the environment"
+)
+
+
+def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -> Settings:
+    """The settings from a YAML file (with `${VAR}` expansion), or from the environment alone when `path` is
+    None. Raises ConfigError with a one-line message naming the field."""
+    environ = os.environ if environ is None else environ
+    if path is None:
+        return _from_environment(environ)
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
+    document = _parse_yaml(text, path)
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {_type_name(document)}")
+    document = _expand_tree(document, environ, "")
+    root = _Section(document, "", TOP_KEYS, path.parent)
+    inline: list[str] = []
+    web = _web(root.section("web", WEB_KEYS))
+    log_section = root.section("log", LOG_KEYS)
+    log_level = log_section.choice("level", LOG_LEVELS, "info")
+    log_format = log_section.choice("format", LOG_FORMATS, "json")
+    lenses = None
+    if root.raw("lenses") is not None:
+        section = root.section("lenses", LENSES_KEYS)
+        inline += section.inline_secrets(("token",))
+        lenses = _lenses(section, environ)
+    confluent, inline_confluent = _confluent(root.section("confluent", CONFLUENT_KEYS), environ)
+    inline += inline_confluent
+    if lenses is None and not confluent.targets:
+        raise ConfigError(NO_SOURCE)
+    warnings: list[ConfigWarning] = []
+    if inline and mode & stat.S_IROTH:
+        warnings.append(
+            ConfigWarning(
+                "config_secrets_world_readable",
+                {
+                    "path": str(path),
+                    "fields": inline,
+                    "hint": "chmod o-r the file, or use *_file or ${VAR} for secrets",
+                },
+            )
+        )
+    return Settings(
+        web=web,
+        lenses=lenses,
+        confluent=confluent,
+        log_level=log_level,
+        log_format=log_format,
+        source=str(path),
+        warnings=tuple(warnings),
+    )
+
+
+def _web(section: _Section) -> WebSettings:
+    address = section.string("listen_address", DEFAULT_LISTEN_ADDRESS)
+    return WebSettings(
+        listen_address=check_listen_address(address, section.at("listen_address")),
+        config_file=section.readable_path("config_file"),
+    )
+
+
+def _tls(section: _Section) -> TLSSettings:
+    return TLSSettings(
+        ca_file=section.readable_path("ca_file"),
+        insecure_skip_verify=section.boolean("insecure_skip_verify", False),
+    )
+
+
+def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
+    url = check_url(section.required("url"), section.at("url"))
+    token = section.secret("token", "LENSES_HQ_TOKEN", environ)
+    if token is None:
+        raise ConfigError(
+            f"{section.at('token')}: missing (set lenses.token, lenses.token_file or LENSES_HQ_TOKEN)"
+        )
+    name = section.string("name") or url_host(url)
+    if not name.strip():
+        raise ConfigError(f"{section.at('name')}: empty")
+    return LensesSettings(
+        name=name,
+        url=url,
+        token=token,
+        poll_interval=section.duration("poll_interval", 30.0),
+        sse=section.boolean("sse", True),
+        kafka_connections=section.boolean("kafka_connections", False),
+        metadata_labels=_metadata_labels(section),
+        roundtrip_duration_unit=section.choice("roundtrip_duration_unit", tuple(ROUNDTRIP_UNITS), "ns"),
+        timeout=section.duration("timeout", 10.0),
+        tls=_tls(section.section("tls", TLS_KEYS)),
+        sse_idle_timeout=section.duration("sse_idle_timeout", 45.0),
+        sse_max_event_bytes=section.size("sse_max_event_bytes", 8 * 1024 * 1024),
+        sse_unavailable_probe_interval=section.duration("sse_unavailable_probe_interval", 600.0),
+        max_body_bytes=section.size("max_body_bytes", 256 * 1024 * 1024),
+        kafka_connections_concurrency=section.integer("kafka_connections_concurrency", 8, 1, 256),
+    )
+
+
+def _metadata_labels(section: _Section) -> tuple[str, ...]:
+    keys: list[str] = []
+    seen: dict[str, tuple[int, str]] = {}
+    for index, key in enumerate(section.items("metadata_labels")):
+        where = f"{section.at('metadata_labels')}[{index}]"
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{where}: expected a metadata key (a non-empty string), got {_show(key)}")
+        label = metadata_label_name(key)
+        if label in seen:
+            other_index, other = seen[label]
+            raise ConfigError(
+                f"{where}: {_show(key)} and {_show(other)} ({section.at('metadata_labels')}[{other_index}]) "
+                f"both become the label {label}"
+            )
+        seen[label] = (index, key)
+        keys.append(key)
+    return tuple(keys)
+
+
+def _confluent(section: _Section, environ: Mapping[str, str]) -> tuple[ConfluentSettings, list[str]]:
+    targets: list[ConfluentTarget] = []
+    inline: list[str] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(section.items("targets")):
+        target_section = _Section(item, f"{section.at('targets')}[{index}]", TARGET_KEYS, section.base)
+        inline += target_section.inline_secrets(("api_key", "api_secret", "token"))
+        target = _target(target_section, environ)
+        if target.name in names:
+            raise ConfigError(
+                f"{target_section.at('name')}: duplicate target name {_show(target.name)} "
+                f"(also confluent.targets[{names[target.name]}])"
+            )
+        names[target.name] = index
+        targets.append(target)
+    return ConfluentSettings(tuple(targets), section.integer("concurrency", 8, 1, 256)), inline
+
+
+def _identifier(section: _Section, key: str, example: str) -> str:
+    value = section.required(key).strip()
+    if not _ID.match(value):
+        raise ConfigError(f"{section.at(key)}: expected an id like {example}, got {_show(value)}")
+    return value
+
+
+def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
+    example = " (e.g. https://flink.us-east-1.aws.confluent.cloud)"
+    url = check_url(section.required("url", example), section.at("url"))
+    organization_id = _identifier(section, "organization_id", "7f5c1a2b-...")
+    environment_id = _identifier(section, "environment_id", "env-abc123")
+    api_key, api_secret, token = _credentials(section, environ)
+    name = section.string("name") or environment_id
+    if not name.strip():
+        raise ConfigError(f"{section.at('name')}: empty")
+    return ConfluentTarget(
+        name=name,
+        url=url,
+        organization_id=organization_id,
+        environment_id=environment_id,
+        api_key=api_key,
+        api_secret=api_secret,
+        token=token,
+        tier=section.choice("tier", TIERS, ""),
+        poll_interval=section.duration("poll_interval", 60.0),
+        timeout=section.duration("timeout", 10.0),
+        tls=_tls(section.section("tls", TLS_KEYS)),
+        page_size=section.integer("page_size", 100, 1, 100),
+        max_pages=section.integer("max_pages", 1000, 1),
+        max_body_bytes=section.size("max_body_bytes", 64 * 1024 * 1024),
+        proxy_url=check_url(proxy, section.at("proxy_url")) if (proxy := section.string("proxy_url")) else "",
+    )
+
+
+def _credentials(
+    section: _Section, environ: Mapping[str, str]
+) -> tuple[Secret | None, Secret | None, Secret | None]:
+    """HTTP Basic (api_key + api_secret) or Bearer (token); from the target, else CONFLUENT_* variables."""
+    api_key = section.secret("api_key", None, environ)
+    api_secret = section.secret("api_secret", None, environ)
+    token = section.secret("token", None, environ)
+    if token is not None and (api_key is not None or api_secret is not None):
+        raise ConfigError(f"{section.at('token')}: set either api_key/api_secret or token, not both")
+    if api_key is not None and api_secret is None:
+        raise ConfigError(f"{section.at('api_secret')}: missing (set api_secret or api_secret_file)")
+    if api_secret is not None and api_key is None:
+        raise ConfigError(f"{section.at('api_key')}: missing (set api_key or api_key_file)")
+    if api_key is None and token is None:
+        api_key, api_secret, token = _credentials_from_environment(environ)
+    if api_key is None and token is None:
+        raise ConfigError(
+            f"{section.at('api_key')}: missing credentials (set api_key and api_secret, their *_file forms, "
+            "token or token_file, or CONFLUENT_API_KEY and CONFLUENT_API_SECRET)"
+        )
+    return api_key, api_secret, token
+
+
+def _env_secret(environ: Mapping[str, str], name: str) -> Secret | None:
+    if environ.get(name, "").strip():
+        return Secret(value=environ[name], origin=f"env {name}")
+    file_name = f"{name}_FILE"
+    if environ.get(file_name, "").strip():
+        path = Path(environ[file_name].strip()).expanduser()
+        return _read_secret_file(path, file_name, f"file {path}")
+    return None
+
+
+def _credentials_from_environment(
+    environ: Mapping[str, str],
+) -> tuple[Secret | None, Secret | None, Secret | None]:
+    api_key = _env_secret(environ, "CONFLUENT_API_KEY")
+    api_secret = _env_secret(environ, "CONFLUENT_API_SECRET")
+    if api_key is not None and api_secret is None:
+        raise ConfigError("CONFLUENT_API_SECRET: missing (required with CONFLUENT_API_KEY)")
+    if api_secret is not None and api_key is None:
+        raise ConfigError("CONFLUENT_API_KEY: missing (required with CONFLUENT_API_SECRET)")
+    if api_key is not None:
+        return api_key, api_secret, None
+    return None, None, _env_secret(environ, "CONFLUENT_TOKEN")
+
+
+# --- the environment alone -----------------------------------------------------------------------------
+
+
+def _from_environment(environ: Mapping[str, str]) -> Settings:
+    lenses = None
+    url = environ.get("LENSES_HQ_URL", "").strip()
+    if url:
+        url = check_url(url, "LENSES_HQ_URL")
+        token = _env_secret(environ, "LENSES_HQ_TOKEN")
+        if token is None:
+            raise ConfigError(
+                "LENSES_HQ_TOKEN: missing (required with LENSES_HQ_URL; or LENSES_HQ_TOKEN_FILE)"
+            )
+        lenses = LensesSettings(name=url_host(url), url=url, token=token)
+    targets: list[ConfluentTarget] = []
+    flink_url = environ.get("CONFLUENT_FLINK_URL", "").strip()
+    if flink_url:
+        flink_url = check_url(flink_url, "CONFLUENT_FLINK_URL")
+        organization_id = environ.get("CONFLUENT_ORGANIZATION_ID", "").strip()
+        if not organization_id:
+            raise ConfigError("CONFLUENT_ORGANIZATION_ID: missing (required with CONFLUENT_FLINK_URL)")
+        if not _ID.match(organization_id):
+            raise ConfigError(f"CONFLUENT_ORGANIZATION_ID: expected a uuid, got {_show(organization_id)}")
+        environment_ids = list(_split_ids(environ.get("CONFLUENT_ENVIRONMENT_IDS", "")))
+        if not environment_ids:
+            raise ConfigError(
+                "CONFLUENT_ENVIRONMENT_IDS: missing (comma-separated, required with CONFLUENT_FLINK_URL)"
+            )
+        api_key, api_secret, token = _credentials_from_environment(environ)
+        if api_key is None and token is None:
+            raise ConfigError(
+                "CONFLUENT_API_KEY: missing "
+                "(set CONFLUENT_API_KEY and CONFLUENT_API_SECRET, or CONFLUENT_TOKEN)"
+            )
+        targets = [
+            ConfluentTarget(
+                name=environment_id,
+                url=flink_url,
+                organization_id=organization_id,
+                environment_id=environment_id,
+                api_key=api_key,
+                api_secret=api_secret,
+                token=token,
+            )
+            for environment_id in environment_ids
+        ]
+    if lenses is None and not targets:
+        raise ConfigError(NO_SOURCE)
+    return Settings(lenses=lenses, confluent=ConfluentSettings(tuple(targets)), source="environment")
+
+
+def _split_ids(text: str) -> Iterator[str]:
+    seen: set[str] = set()
+    for part in text.split(","):
+        environment_id = part.strip()
+        if not environment_id:
+            continue
+        if not _ID.match(environment_id):
+            raise ConfigError(
+                f"CONFLUENT_ENVIRONMENT_IDS: expected ids like env-abc123, got {_show(environment_id)}"
+            )
+        if environment_id in seen:
+            raise ConfigError(f"CONFLUENT_ENVIRONMENT_IDS: {environment_id} is listed twice")
+        seen.add(environment_id)
+        yield environment_id
+
+
+def describe_secret(secret: Secret | None) -> str:
+    """Where a secret comes from, never its value (for `check`)."""
+    if secret is None:
+        return "none"
+    return secret.origin or (f"file {secret.file}" if secret.file else "the config file")

@@ -1,0 +1,315 @@
+"""The command line as operators run it: a subprocess, its exit code, its stdout and stderr."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from exporter import __version__
+from tests.support import eventually
+
+CONSOLE_SCRIPT = Path(sys.executable).parent / "lenses-hq-exporter"
+HQ_TOKEN = "hq-token-5c2e81d7"
+
+
+def clean_environment(**extra: str) -> dict[str, str]:
+    """The test's environment without any variable that configures the exporter."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("LENSES_", "CONFLUENT_"))}
+    environ.update(extra)
+    return environ
+
+
+def run_cli(*args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ or clean_environment(),
+        check=False,
+    )
+
+
+def write(directory: Path, text: str, name: str = "config.yml") -> Path:
+    path = directory / name
+    path.write_text(textwrap.dedent(text))
+    path.chmod(0o600)
+    return path
+
+
+def assert_usage_error(result: subprocess.CompletedProcess[str], field: str) -> None:
+    """Exit 2 with exactly one line on stderr that names the field, and no traceback."""
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("lenses-hq-exporter: ")
+    assert field in line, line
+
+
+# --- bad configuration: exit 2, one line ----------------------------------------------------------------
+
+BAD_CONFIGS = {
+    "unknown key": (
+        "lenses:\n  url: http://hq\n  token: abcd\n  pol_interval: 5s\n",
+        "lenses.pol_interval: unknown key",
+    ),
+    "wrong type": (
+        "lenses:\n  url: http://hq\n  token: abcd\n  sse: [1]\n",
+        "lenses.sse: expected true or false",
+    ),
+    "malformed url": (
+        "confluent:\n  targets:\n"
+        "    - {url: 'ftp://x', organization_id: o, environment_id: e, token: abcd}\n",
+        "confluent.targets[0].url: not an http(s) URL: 'ftp://x'",
+    ),
+    "missing token": ("lenses:\n  url: http://hq\n", "lenses.token: missing"),
+    "bad duration": (
+        "lenses:\n  url: http://hq\n  token: abcd\n  poll_interval: soon\n",
+        "lenses.poll_interval: expected a duration like 30s, got 'soon'",
+    ),
+    "undefined variable": (
+        "lenses:\n  url: http://hq\n  token: ${UNDEFINED_HQ_TOKEN}\n",
+        "lenses.token: environment variable UNDEFINED_HQ_TOKEN is not set",
+    ),
+    "unreadable secret file": (
+        "lenses:\n  url: http://hq\n  token_file: /nonexistent/hq-token\n",
+        "lenses.token_file: cannot read /nonexistent/hq-token",
+    ),
+    "invalid yaml": ("lenses:\n  url: [\n", "invalid YAML at line"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_bad_configuration_exits_2_with_one_line(tmp_path: Path, case: str) -> None:
+    text, field = BAD_CONFIGS[case]
+    assert_usage_error(run_cli(f"--config.file={write(tmp_path, text)}"), field)
+
+
+def test_unreadable_config_file(tmp_path: Path) -> None:
+    assert_usage_error(
+        run_cli("--config.file", str(tmp_path / "absent.yml")), "absent.yml: cannot read the config file"
+    )
+
+
+def test_nothing_configured(tmp_path: Path) -> None:
+    assert_usage_error(run_cli(), "no source configured")
+
+
+def test_environment_only_errors(tmp_path: Path) -> None:
+    result = run_cli(environ=clean_environment(LENSES_HQ_URL="http://hq:9991/api"))
+    assert_usage_error(result, "LENSES_HQ_TOKEN: missing")
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--shard=2", "--total-shards=2"], "--shard: must be between 0 and 1"),
+        (["--total-shards=0"], "--total-shards: must be at least 1"),
+        (["--shard=x"], "--shard"),
+        (["--log.format=xml"], "--log.format"),
+        (["--web.listen-address=nowhere"], "--web.listen-address: expected HOST:PORT"),
+        (["--no-such-flag"], "--no-such-flag"),
+        (["check", "--connect=yes"], "--connect"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args: list[str], field: str) -> None:
+    assert_usage_error(run_cli(*args), field)
+
+
+# --- entry points -------------------------------------------------------------------------------------
+
+
+def test_python_m_and_the_console_script_are_the_same_program() -> None:
+    if not CONSOLE_SCRIPT.exists():
+        pytest.fail(f"{CONSOLE_SCRIPT} is missing: install the project (pip install -e .)")
+    for command in ([sys.executable, "-m", "exporter"], [str(CONSOLE_SCRIPT)]):
+        result = subprocess.run(
+            [*command, "--version"], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert (result.returncode, result.stdout.strip()) == (0, f"lenses-hq-exporter {__version__}")
+        helped = subprocess.run([*command, "--help"], capture_output=True, text=True, timeout=60, check=False)
+        assert helped.returncode == 0
+        assert all(name in helped.stdout for name in ("run", "demo", "simulate", "check"))
+
+
+# --- check ----------------------------------------------------------------------------------------------
+
+
+def test_check_prints_a_summary_without_secrets(tmp_path: Path) -> None:
+    (tmp_path / "api-secret").write_text("confluent-secret-9d41\n")
+    config = write(
+        tmp_path,
+        f"""
+        lenses:
+          name: hq
+          url: http://hq.example.com:9991/api
+          token: {HQ_TOKEN}
+        confluent:
+          targets:
+            - name: prod-flink
+              url: https://flink.us-east-1.aws.confluent.cloud
+              organization_id: 7f5c1a2b-0000-4000-8000-000000000001
+              environment_id: env-abc123
+              api_key: ${{FLINK_KEY}}
+              api_secret_file: api-secret
+              tier: production
+        """,
+    )
+    result = run_cli(
+        "check", f"--config.file={config}", environ=clean_environment(FLINK_KEY="flink-key-77ab")
+    )
+    assert result.returncode == 0, result
+    out = result.stdout
+    assert f"configuration OK ({config})" in out
+    assert "lenses/hq: http://hq.example.com:9991/api, token from the config file" in out
+    assert "confluent/prod-flink: https://flink.us-east-1.aws.confluent.cloud" in out
+    assert f"secret from file {tmp_path / 'api-secret'}" in out
+    for secret in (HQ_TOKEN, "confluent-secret-9d41", "flink-key-77ab"):
+        assert secret not in out + result.stderr
+
+
+def test_check_warns_about_a_world_readable_file_with_secrets(tmp_path: Path) -> None:
+    config = write(tmp_path, f"lenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n")
+    config.chmod(0o644)
+    result = run_cli("check", "--config.file", str(config))
+    assert result.returncode == 0
+    (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+    assert line["event"] == "config_secrets_world_readable"
+    assert line["level"] == "warning"
+    assert line["fields"] == ["lenses.token"]
+    assert HQ_TOKEN not in result.stderr
+
+
+def test_check_from_the_environment_alone() -> None:
+    result = run_cli(
+        "check",
+        environ=clean_environment(
+            CONFLUENT_FLINK_URL="https://flink.eu-west-1.aws.confluent.cloud",
+            CONFLUENT_ORGANIZATION_ID="org-1",
+            CONFLUENT_ENVIRONMENT_IDS="env-a,env-b",
+            CONFLUENT_API_KEY="key-a1b2",
+            CONFLUENT_API_SECRET="secret-c3d4",
+        ),
+    )
+    assert result.returncode == 0, result
+    assert "configuration OK (environment)" in result.stdout
+    assert "confluent/env-a:" in result.stdout and "confluent/env-b:" in result.stdout
+    assert "API key from env CONFLUENT_API_KEY" in result.stdout
+
+
+# --- run ------------------------------------------------------------------------------------------------
+
+
+class Running:
+    """A subprocess whose stdout and stderr lines are collected as they come."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        assert process.stdout is not None and process.stderr is not None
+        self._readers = [
+            asyncio.create_task(self._read(process.stdout, self.stdout)),
+            asyncio.create_task(self._read(process.stderr, self.stderr)),
+        ]
+
+    @staticmethod
+    async def _read(stream: asyncio.StreamReader, into: list[str]) -> None:
+        async for line in stream:
+            into.append(line.decode("utf-8", "replace").rstrip("\n"))
+
+    def events(self) -> list[dict[str, Any]]:
+        """The JSON log lines so far."""
+        found = []
+        for line in self.stderr:
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+        return found
+
+    async def event(self, name: str, within: float = 20.0) -> dict[str, Any]:
+        """Wait for the first log line with this event name."""
+
+        async def find() -> dict[str, Any] | None:
+            if self.process.returncode is not None:
+                pytest.fail(f"exited {self.process.returncode} before {name}: {self.stderr}")
+            return next((e for e in self.events() if e.get("event") == name), None)
+
+        found: dict[str, Any] = await eventually(find, timeout=within, what=f"log event {name}")
+        return found
+
+    async def terminate(self, within: float = 20.0) -> int:
+        """SIGTERM, then wait for the exit code (and every output line)."""
+        self.process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(self.process.wait(), within)
+        await asyncio.gather(*self._readers)
+        return code
+
+    def output(self) -> str:
+        return "\n".join(self.stdout + self.stderr)
+
+
+@contextlib.asynccontextmanager
+async def running(args: Sequence[str], environ: dict[str, str] | None = None) -> AsyncIterator[Running]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environ or clean_environment(),
+    )
+    handle = Running(process)
+    try:
+        yield handle
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_run_serves_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    config = write(tmp_path, f"lenses:\n  url: http://127.0.0.1:1/api\n  token: {HQ_TOKEN}\n  sse: false\n")
+    async with running(["--config.file", str(config), "--web.listen-address=127.0.0.1:0"]) as exporter:
+        started = await exporter.event("exporter_started")
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{started['port']}/healthz")
+        assert response.status_code == 200
+        assert await exporter.terminate() == 0
+    assert any(e.get("event") == "exporter_stopped" for e in exporter.events())
+    assert "Traceback" not in exporter.output()
+
+
+async def test_run_exits_1_when_the_address_is_taken(tmp_path: Path) -> None:
+    config = write(tmp_path, f"lenses:\n  url: http://127.0.0.1:1/api\n  token: {HQ_TOKEN}\n")
+    holder = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = holder.sockets[0].getsockname()[1]
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "exporter",
+            f"--config.file={config}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=clean_environment(),
+        )
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    finally:
+        holder.close()
+    assert process.returncode == 1
+    failed = [json.loads(line) for line in stderr.decode().splitlines() if '"startup_failed"' in line]
+    assert failed and "Traceback" not in stderr.decode()
