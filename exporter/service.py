@@ -18,7 +18,7 @@ from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.store import Store
-from exporter.web import make_app
+from exporter.web import SERVER_LIMITS, make_app
 from exporter.webconfig import load_web_config
 
 log = structlog.get_logger("exporter.service")
@@ -70,7 +70,7 @@ class Exporter:
     async def start(self) -> None:
         """Bind the listener and start every source in the background."""
         host, port = parse_listen_address(self.settings.web.listen_address)
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, **SERVER_LIMITS)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
         await site.start()

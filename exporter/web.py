@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import html
 from collections.abc import Sequence
+from typing import TypedDict
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -16,6 +17,22 @@ from exporter.store import Store
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+class ServerLimits(TypedDict):
+    """Keyword arguments of aiohttp's request handler that bound a client's input."""
+
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+    keepalive_timeout: float
+
+
+# Bounds on what a client may send, for aiohttp's protocol handler (`web.AppRunner(app, **SERVER_LIMITS)`):
+# a request or header line over 8 KiB or more than 64 headers is refused with 400 before any handler runs
+# (request bodies are capped by `client_max_size`), and a connection idle, or still sending its headers,
+# after 75 s is closed (aiohttp's default is an hour).
+SERVER_LIMITS = ServerLimits(max_line_size=8190, max_field_size=8190, max_headers=64, keepalive_timeout=75.0)
 
 STORE_KEY = web.AppKey("store", Store)
 TELEMETRY_KEY = web.AppKey("telemetry", Telemetry)
