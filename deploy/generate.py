@@ -82,7 +82,9 @@ def dashboard_configmaps(dashboards: Path = DASHBOARDS) -> str:
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
                 "metadata": {
-                    "name": f"{NAME}-dashboard-{path.stem}".lower().replace("_", "-"),
+                    "name": f"{NAME}-dashboard-{path.stem.removeprefix('lenses-hq-')}".lower().replace(
+                        "_", "-"
+                    ),
                     "labels": {**LABELS, "grafana_dashboard": "1"},
                 },
                 "data": {path.name: text},

@@ -1,6 +1,6 @@
-"""The Kubernetes manifests: rendered by kustomize, validated against the Kubernetes and Prometheus Operator
-schemas, hardened, consistent with each other, with the exporter's config loader and with alerts/ and
-dashboards/ (which they are generated from)."""
+"""The Kubernetes manifests (the HA base and the sharded variant): rendered by kustomize, validated against
+the Kubernetes and Prometheus Operator schemas, hardened, consistent with each other, with the exporter's
+config loader and with alerts/ and dashboards/ (which they are generated from)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ jsonschema = pytest.importorskip("jsonschema")
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "deploy" / "kubernetes"
+SHARDED = ROOT / "deploy" / "kubernetes-sharded"
 SCHEMAS = ROOT / "deploy" / "schemas"
 SECRET_EXAMPLE = BASE / "secret.example.yaml"
 # The oldest Kubernetes the base supports and the newest the validator knows.
@@ -30,15 +31,21 @@ OPERATOR_SCHEMAS = {"ServiceMonitor": "servicemonitor-v1.json", "PrometheusRule"
 CLIENT_SIDE_APPLY_LIMIT = 262144  # bytes: kubectl's last-applied annotation must fit in an annotation
 
 
-@pytest.fixture(scope="module")
-def rendered() -> list[dict[str, Any]]:
-    """`kubectl kustomize deploy/kubernetes`, parsed."""
+def render(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize DIRECTORY`, parsed."""
     kubectl = require_binary("kubectl")
     result = subprocess.run(
-        [kubectl, "kustomize", str(BASE)], capture_output=True, text=True, timeout=60, check=False
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stderr
     return [document for document in yaml.safe_load_all(result.stdout) if document]
+
+
+@pytest.fixture(scope="module", params=[BASE, SHARDED], ids=lambda path: path.name)
+def rendered(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Each kustomization, rendered: every test taking it runs for both."""
+    directory: Path = request.param
+    return render(directory)
 
 
 def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -46,6 +53,18 @@ def one(documents: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [document for document in documents if document["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
+
+
+def workload(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The Deployment (HA base) or StatefulSet (sharded) running the exporter."""
+    [found] = [document for document in documents if document["kind"] in ("Deployment", "StatefulSet")]
+    return found
+
+
+def config_map(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ConfigMap holding the exporter's config.yml."""
+    [found] = [d for d in documents if d["kind"] == "ConfigMap" and "config.yml" in d.get("data", {})]
+    return found
 
 
 def secret_example() -> dict[str, Any]:
@@ -58,17 +77,11 @@ def operator_validator(kind: str) -> Any:
     return jsonschema.Draft202012Validator(schema)
 
 
-def test_base_renders_every_object(rendered: list[dict[str, Any]]) -> None:
-    kinds = sorted(document["kind"] for document in rendered)
-    for kind in (
-        "ConfigMap",
-        "Deployment",
-        "PodDisruptionBudget",
-        "PrometheusRule",
-        "Service",
-        "ServiceMonitor",
-    ):
-        assert kind in kinds
+def test_renders_every_object(rendered: list[dict[str, Any]]) -> None:
+    kinds = {document["kind"] for document in rendered}
+    assert {"ConfigMap", "PodDisruptionBudget", "PrometheusRule", "Service", "ServiceMonitor"} <= kinds
+    assert workload(rendered)["metadata"]["name"] == "lenses-hq-exporter"
+    assert config_map(rendered)["metadata"]["name"].startswith("lenses-hq-exporter-config-")
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -163,7 +176,7 @@ def test_dashboard_generator_makes_one_sidecar_configmap_per_dashboard(tmp_path:
 
 
 def test_deployment_is_hardened(rendered: list[dict[str, Any]]) -> None:
-    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(rendered)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] != 0
     assert pod["automountServiceAccountToken"] is False
@@ -181,9 +194,10 @@ def test_deployment_is_hardened(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_service_and_monitor_reach_the_exporters_port(rendered: list[dict[str, Any]]) -> None:
-    deployment, service, monitor = (one(rendered, k) for k in ("Deployment", "Service", "ServiceMonitor"))
+    deployment = workload(rendered)
+    service, monitor = one(rendered, "Service"), one(rendered, "ServiceMonitor")
     [container] = deployment["spec"]["template"]["spec"]["containers"]
-    config = yaml.safe_load(one(rendered, "ConfigMap")["data"]["config.yml"])
+    config = yaml.safe_load(config_map(rendered)["data"]["config.yml"])
     listen_port = int(config["web"]["listen_address"].rpartition(":")[2])
     [port] = [p for p in container["ports"] if p["containerPort"] == listen_port]
     for probe in ("livenessProbe", "readinessProbe"):
@@ -203,13 +217,13 @@ def test_config_loads_with_the_secret_mounted_as_files(
     rendered: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     """The ConfigMap's config reads its credentials from the Secret's files at the path the pod mounts."""
-    pod = one(rendered, "Deployment")["spec"]["template"]["spec"]
+    pod = workload(rendered)["spec"]["template"]["spec"]
     [container] = pod["containers"]
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     [secret_volume] = [name for name, volume in volumes.items() if "secret" in volume]
     [config_volume] = [name for name, volume in volumes.items() if "configMap" in volume]
-    configmap = one(rendered, "ConfigMap")
+    configmap = config_map(rendered)
     assert volumes[config_volume]["configMap"]["name"] == configmap["metadata"]["name"]
     assert f"--config.file={mounts[config_volume]}/config.yml" in container["args"]
 
@@ -231,3 +245,29 @@ def test_config_loads_with_the_secret_mounted_as_files(
     assert target.api_key is not None and target.api_secret is not None
     assert target.api_key.get() == secret["stringData"]["confluent-api-key"]
     assert target.api_secret.get() == secret["stringData"]["confluent-api-secret"]
+
+
+def test_shards_are_numbered_by_pod_index_and_counted_by_replicas() -> None:
+    """Pod I of the sharded StatefulSet runs --shard=I, and --total-shards equals the replica count."""
+    statefulset = one(render(SHARDED), "StatefulSet")
+    [container] = statefulset["spec"]["template"]["spec"]["containers"]
+    [shard_env] = [variable for variable in container["env"] if variable["name"] == "SHARD"]
+    pod_index = "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert shard_env["valueFrom"]["fieldRef"]["fieldPath"] == pod_index
+    assert "--shard=$(SHARD)" in container["args"]
+    assert f"--total-shards={statefulset['spec']['replicas']}" in container["args"]
+    assert statefulset["spec"]["podManagementPolicy"] == "Parallel"
+
+
+def test_sharded_variant_differs_from_the_base_only_in_its_workload() -> None:
+    """Everything but the Deployment → StatefulSet swap comes from the base, so the two cannot drift."""
+    base = [d for d in render(BASE) if d["kind"] != "Deployment"]
+    sharded = [d for d in render(SHARDED) if d["kind"] != "StatefulSet"]
+    assert sorted(base, key=json.dumps) == sorted(sharded, key=json.dumps)
+    base_pod = one(render(BASE), "Deployment")["spec"]["template"]["spec"]
+    sharded_pod = one(render(SHARDED), "StatefulSet")["spec"]["template"]["spec"]
+    [base_container], [sharded_container] = base_pod["containers"], sharded_pod["containers"]
+    for key in ("securityContext", "resources", "volumeMounts", "livenessProbe", "readinessProbe", "ports"):
+        assert base_container[key] == sharded_container[key], key
+    assert base_pod["volumes"] == sharded_pod["volumes"]
+    assert base_pod["securityContext"] == sharded_pod["securityContext"]
