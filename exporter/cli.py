@@ -278,8 +278,9 @@ def _run(arguments: argparse.Namespace) -> int:
 
 
 def summary(settings: Settings) -> list[str]:
-    """What `check` prints about a valid configuration: one line per listener and target, no secret."""
-    lines = [f"configuration OK ({settings.source})", f"web: listen on {settings.web.listen_address}"]
+    """What `check` prints about a valid configuration: a heading, then one indented line per listener and
+    target, no secret."""
+    lines = [f"web: listen on {settings.web.listen_address}"]
     if settings.web.config_file:
         lines[-1] += f", web config {settings.web.config_file}"
     if settings.shard.total > 1:
@@ -306,7 +307,7 @@ def summary(settings: Settings) -> list[str]:
             f"poll every {format_duration(target.poll_interval)}"
             + (f", tier {target.tier}" if target.tier else "")
         )
-    return lines
+    return [f"configuration OK ({settings.source})", *(f"  {line}" for line in lines)]
 
 
 def probe_line(probe: Probe) -> str:
@@ -345,6 +346,9 @@ def _check(arguments: argparse.Namespace) -> int:
     settings = settings_from_arguments(arguments, dict(os.environ))
     settings = dataclasses.replace(settings, log_level=arguments.log_level or "warning")
     _configure(settings)
+    from exporter.webconfig import load_web_config
+
+    load_web_config(settings.web.config_file)  # TLS files and basic-auth hashes are validated too
     for line in summary(settings):
         print(line)
     if not arguments.connect:

@@ -6,6 +6,7 @@ Every validation failure raises `ConfigError` whose message names the offending 
 
 from __future__ import annotations
 
+import base64
 import difflib
 import os
 import re
@@ -130,8 +131,17 @@ class Settings:
         return found
 
     def secret_values(self) -> list[str]:
-        """Every value any configured secret has had in this process (what log redaction hides)."""
-        return [value for secret in self.secrets() for value in secret.known_values()]
+        """Every value any configured secret has had in this process (what log redaction hides), and the
+        HTTP Basic credentials built from them (a logged header would show those, not the raw values)."""
+        values = [value for secret in self.secrets() for value in secret.known_values()]
+        for target in self.confluent.targets:
+            if target.api_key is not None and target.api_secret is not None:
+                values.extend(
+                    base64.b64encode(f"{key}:{secret}".encode()).decode()
+                    for key in target.api_key.known_values()
+                    for secret in target.api_secret.known_values()
+                )
+        return values
 
 
 # --- small validators shared by the file and the environment loaders -------------------------------------

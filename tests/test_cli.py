@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -18,7 +19,8 @@ import httpx
 import pytest
 
 from exporter import __version__
-from tests.support import eventually
+from exporter.simulator.server import Simulator, SimulatorOptions
+from tests.support import eventually, find, scrape
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "lenses-hq-exporter"
 HQ_TOKEN = "hq-token-5c2e81d7"
@@ -313,3 +315,184 @@ async def test_run_exits_1_when_the_address_is_taken(tmp_path: Path) -> None:
     assert process.returncode == 1
     failed = [json.loads(line) for line in stderr.decode().splitlines() if '"startup_failed"' in line]
     assert failed and "Traceback" not in stderr.decode()
+
+
+# --- against the simulator ------------------------------------------------------------------------------
+
+FLINK_KEY = "flink-key-0a1b2c"
+FLINK_SECRET = "flink-secret-3d4e5f"
+WRONG_SECRET = "wrong-secret-6a7b8c"
+
+
+@contextlib.asynccontextmanager
+async def simulator() -> AsyncIterator[Simulator]:
+    options = SimulatorOptions(
+        environments=3,
+        agents=4,
+        seed=3,
+        lenses_token=HQ_TOKEN,
+        confluent_api_key=FLINK_KEY,
+        confluent_api_secret=FLINK_SECRET,
+        churn=False,
+    )
+    async with Simulator(options, host="127.0.0.1", port=0) as running_simulator:
+        yield running_simulator
+
+
+def simulator_config(
+    directory: Path, sim: Simulator, *, token: str = HQ_TOKEN, secrets: Sequence[str] = (FLINK_SECRET,)
+) -> Path:
+    """A config for the simulator: the Lenses token from a file, one Confluent target per given secret."""
+    (directory / "hq-token").write_text(token + "\n")
+    environment_id = sim.world.confluent_environment_ids[0]
+    targets = "".join(
+        f"""
+            - name: flink-{index}
+              url: {sim.url}
+              organization_id: {sim.world.organization_id}
+              environment_id: {environment_id}
+              api_key: {FLINK_KEY}
+              api_secret: {secret}
+              poll_interval: 1s
+        """
+        for index, secret in enumerate(secrets)
+    )
+    return write(
+        directory,
+        f"""
+        lenses:
+          name: hq
+          url: {sim.url}/api
+          token_file: hq-token
+          poll_interval: 1s
+        confluent:
+          targets:
+        """
+        + targets,
+    )
+
+
+async def run_check(*args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "exporter",
+        "check",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=clean_environment(),
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_check_connect_reports_reachable_targets(tmp_path: Path) -> None:
+    async with simulator() as sim:
+        config = simulator_config(tmp_path, sim)
+        code, out, err = await run_check(f"--config.file={config}", "--connect")
+    assert code == 0, (out, err)
+    lines = out.splitlines()
+    assert any(line.startswith("lenses/hq: reachable (request id ") for line in lines), out
+    assert any(line.startswith("confluent/flink-0: reachable (request id ") for line in lines), out
+
+
+async def test_check_connect_reports_auth_failures_with_the_request_id(tmp_path: Path) -> None:
+    async with simulator() as sim:
+        config = simulator_config(tmp_path, sim, token="not-the-token", secrets=(WRONG_SECRET,))
+        code, out, err = await run_check(f"--config.file={config}", "--connect")
+        answered = {record.status for record in sim.requests}
+    assert code == 1, (out, err)
+    (lenses,) = [line for line in out.splitlines() if line.startswith("lenses/hq: ")]
+    (confluent,) = [line for line in out.splitlines() if line.startswith("confluent/flink-0: ")]
+    for line in (lenses, confluent):
+        assert line.split(": ")[1] == "auth failed", line
+        assert "(request id " in line
+    assert 401 in answered
+    for secret in ("not-the-token", WRONG_SECRET):
+        assert secret not in out + err
+
+
+async def test_check_connect_reports_unreachable_targets(tmp_path: Path) -> None:
+    config = write(
+        tmp_path, "lenses:\n  name: hq\n  url: http://127.0.0.1:1/api\n  token: abcd\n  timeout: 2s\n"
+    )
+    code, out, _ = await run_check(f"--config.file={config}", "--connect")
+    assert code == 1
+    assert "lenses/hq: unreachable" in out
+
+
+async def test_secret_values_never_reach_the_output(tmp_path: Path) -> None:
+    async with simulator() as sim:
+        config = simulator_config(tmp_path, sim, secrets=(FLINK_SECRET, WRONG_SECRET))
+        args = ["run", f"--config.file={config}", "--web.listen-address=127.0.0.1:0", "--log.level=debug"]
+        async with running(args) as exporter, httpx.AsyncClient() as client:
+            started = await exporter.event("exporter_started")
+            metrics = f"http://127.0.0.1:{started['port']}/metrics"
+
+            async def synced() -> bool:
+                samples = await scrape(client, metrics)
+                up = {s.labels.get("target"): s.value for s in find(samples, "lenses_hq_exporter_up")}
+                return up == {"hq": 1.0, "flink-0": 1.0, "flink-1": 0.0}
+
+            await eventually(synced, timeout=20, what="every target synced once")
+            await exporter.event("sync_failed")
+            assert await exporter.terminate() == 0
+    output = exporter.output()
+    assert "sync_failed" in output  # the wrong secret's failure was logged...
+    basic = [base64.b64encode(f"{FLINK_KEY}:{s}".encode()).decode() for s in (FLINK_SECRET, WRONG_SECRET)]
+    for secret in (HQ_TOKEN, FLINK_KEY, FLINK_SECRET, WRONG_SECRET, *basic):
+        assert secret not in output, (
+            f"secret {secret[:6]}... appears in the exporter's output"
+        )  # ...without it
+
+
+async def test_demo_serves_the_simulated_fleet(tmp_path: Path) -> None:
+    async with running(["demo", "--web.listen-address=127.0.0.1:0"]) as demo, httpx.AsyncClient() as client:
+
+        async def metrics_url() -> str | None:
+            if demo.process.returncode is not None:
+                pytest.fail(f"demo exited {demo.process.returncode}: {demo.output()}")
+            found = [line.split()[-1] for line in demo.stdout if line.strip().startswith("metrics:")]
+            return found[0] if found else None
+
+        url = await eventually(metrics_url, timeout=20, what="the demo's metrics URL")
+
+        async def populated() -> bool:
+            samples = await scrape(client, url)
+            environments = find(samples, "lenses_environment_info")
+            agents = find(samples, "confluent_flink_agent_info")
+            targets = {s.labels["target"] for s in find(samples, "lenses_hq_exporter_up", source="confluent")}
+            return len(environments) >= 24 and len(agents) >= 20 and len(targets) == 2
+
+        await eventually(populated, timeout=30, what="environments and agents of the demo")
+        landing = await client.get(url.removesuffix("/metrics") + "/")
+        assert landing.status_code == 200
+        assert await demo.terminate() == 0
+
+
+async def test_simulate_serves_until_sigterm() -> None:
+    args = ["simulate", "--listen=127.0.0.1:0", "--environments=2", f"--lenses-token={HQ_TOKEN}"]
+    async with running(args) as served, httpx.AsyncClient() as client:
+
+        async def lenses_url() -> str | None:
+            if served.process.returncode is not None:
+                pytest.fail(f"simulate exited {served.process.returncode}: {served.output()}")
+            found = [line.split()[3] for line in served.stdout if line.startswith("Lenses HQ simulator:")]
+            return found[0] if found else None
+
+        url = await eventually(lenses_url, timeout=20, what="the simulator's URL")
+        response = await client.get(f"{url}/v1/environments", headers={"Authorization": f"Bearer {HQ_TOKEN}"})
+        assert response.status_code == 200
+        assert len(response.json()["items"]) == 2
+        assert await served.terminate() == 0
+
+
+def test_check_validates_the_web_config_file(tmp_path: Path) -> None:
+    write(tmp_path, "tls_server_config:\n  cert_file: missing.crt\n", name="web.yml")
+    config = write(
+        tmp_path, f"web:\n  config_file: web.yml\nlenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n"
+    )
+    result = run_cli("check", f"--config.file={config}")
+    assert_usage_error(result, "tls_server_config")
