@@ -248,7 +248,7 @@ class ServerTLS:
             try:
                 self._current = build_server_context(self.settings)
                 log.info("web_tls_reloaded", files=[str(path) for path in self._paths])
-            except ConfigError as error:
+            except Exception as error:  # raised inside OpenSSL's callback it would only fail the handshake
                 log.warning("web_tls_reload_failed", error=str(error))
         if self._current is not self.context:
             connection.context = self._current

@@ -14,6 +14,7 @@ import bcrypt
 import httpx
 import pytest
 import yaml
+from structlog.testing import capture_logs
 
 from exporter.config import Settings, WebSettings
 from exporter.service import Exporter
@@ -228,9 +229,14 @@ async def test_rotated_certificate_files_are_served_without_restart(pki: PKI, tm
         assert await peer_certificate(exporter, pki.client_context()) == renewed.der
         assert (await get(https(exporter), pki.client_context())).status_code == 200
 
-        # A broken file keeps the last good certificate.
-        key_file.write_text("not a key")
-        assert await peer_certificate(exporter, pki.client_context()) == renewed.der
+        # A broken file keeps the last good certificate, and is reported once.
+        with capture_logs() as logs:
+            key_file.write_text("not a key")
+            assert await peer_certificate(exporter, pki.client_context()) == renewed.der
+            assert await peer_certificate(exporter, pki.client_context()) == renewed.der
+        failures = [entry for entry in logs if entry["event"] == "web_tls_reload_failed"]
+        assert len(failures) == 1
+        assert "tls_server_config.key_file: not a PEM private key" in failures[0]["error"]
 
 
 async def test_rotated_client_ca_is_used_without_restart(pki: PKI, tmp_path: Path) -> None:
