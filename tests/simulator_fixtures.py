@@ -144,7 +144,9 @@ class StreamReader:
                         event=self._fields.get("event", ["message"])[-1],
                         data="\n".join(self._fields.get("data", [])),
                         id=self._fields.get("id", [None])[-1],  # type: ignore[list-item]
-                        retry=int(self._fields["retry"][-1]) if "retry" in self._fields else None,
+                        retry=next(
+                            (int(v) for v in reversed(self._fields.get("retry", [])) if v.isdigit()), None
+                        ),
                     )
                     self._fields = {}
                     return event

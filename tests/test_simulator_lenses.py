@@ -271,3 +271,14 @@ async def test_proxy_answers_agent_not_connected_for_an_environment_without_agen
         assert response.json()["path"] == "/api/topics"
         missing = await client.get("/api/v1/environments/nope/proxy/", headers=LENSES_AUTH)
         assert_error(missing, 404, "not_found")
+
+
+async def test_unknown_routes_answer_in_each_api_error_format() -> None:
+    async with running() as (_, client):
+        lenses = await client.get("/api/v1/nothing-here", headers=LENSES_AUTH)
+        assert_error(lenses, 404, "not_found")
+        method = await client.put("/api/v1/environments", headers=LENSES_AUTH)
+        assert method.status_code == 405 and method.json()["request_id"] == method.headers["X-Request-Id"]
+        confluent = await client.get("/sql/v1/nothing-here")
+        assert confluent.status_code == 404
+        assert confluent.json()["errors"][0]["id"] == confluent.headers["X-Request-Id"]

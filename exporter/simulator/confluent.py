@@ -251,6 +251,8 @@ class ConfluentApi:
             if self.faults.confluent_repeat_token and token is not None:
                 next_token = token
             metadata["next"] = f"{listing}?{urlencode({'page_size': size, 'page_token': next_token})}"
+        elif self.faults.confluent_last_next != "absent":
+            metadata["next"] = "" if self.faults.confluent_last_next == "empty" else None
         body = (
             b'{"api_version":"sql/v1","kind":"AgentList","metadata":'
             + encode(metadata)

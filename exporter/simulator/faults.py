@@ -16,6 +16,7 @@ from exporter.simulator.options import SimulatorOptions
 APIS = ("lenses", "confluent")
 BODY_FAULTS = ("truncated", "not_json", "wrong_content_type")
 LINE_ENDINGS = ("\n", "\r\n", "\r")
+LAST_NEXT = ("absent", "empty", "null")  # how the last page of a listing says there is no next one
 
 
 @dataclass
@@ -68,6 +69,7 @@ SWITCHES: dict[str, tuple[type, ...]] = {
     "sse_flood_per_second": (int, float),
     "confluent_repeat_token": (bool,),
     "confluent_redirect_to": (str, type(None)),
+    "confluent_last_next": (str,),
     "lenses_token": (str,),
     "rate_limit_capacity": (int, float),
     "rate_limit_per_second": (int, float),
@@ -77,7 +79,8 @@ SWITCHES: dict[str, tuple[type, ...]] = {
 @dataclass
 class Faults:
     """The switches. Rates are fractions of requests (0..1); `random_api` limits the random 5xx/429/malformed
-    faults to one API. SSE switches act on open streams too."""
+    faults to one API. SSE switches act on open streams too. `confluent_last_next` chooses how a last page
+    says so: no `next` key, `""` or `null`."""
 
     latency: float = 0.0
     error_rate: float = 0.0
@@ -99,6 +102,7 @@ class Faults:
     sse_cut_next: bool = False
     confluent_repeat_token: bool = False
     confluent_redirect_to: str | None = None
+    confluent_last_next: str = "absent"
     lenses_token: str = "sim-hq-token"
     rate_limit_capacity: float = 10_000.0
     rate_limit_per_second: float = 1_000.0
@@ -148,7 +152,9 @@ class Faults:
                 raise ValueError(f"{name}: wrong type {type(value).__name__}")
             if name == "sse_line_ending" and value not in LINE_ENDINGS:
                 raise ValueError("sse_line_ending must be one of \\n, \\r\\n, \\r")
-            if name in ("body_fault",) and value is not None and value not in BODY_FAULTS:
+            if name == "confluent_last_next" and value not in LAST_NEXT:
+                raise ValueError(f"confluent_last_next must be one of {', '.join(LAST_NEXT)}")
+            if name == "body_fault" and value is not None and value not in BODY_FAULTS:
                 raise ValueError(f"body_fault must be one of {', '.join(BODY_FAULTS)}")
             if name in ("random_api", "body_fault_api") and value is not None and value not in APIS:
                 raise ValueError(f"{name} must be one of {', '.join(APIS)}")

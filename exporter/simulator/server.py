@@ -103,7 +103,10 @@ class Simulator:
 
     async def start(self) -> None:
         """Bind the port and start the background generators."""
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+        # Handler cancellation ends a stream's handler as soon as its client goes away.
+        self._runner = web.AppRunner(
+            self.app, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT, handler_cancellation=True
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -210,8 +213,13 @@ class Simulator:
             return response
         except web.HTTPException as exception:
             status = exception.status
-            exception.headers["X-Request-Id"] = request_id
-            raise
+            if status < 400:
+                exception.headers["X-Request-Id"] = request_id
+                raise
+            # Unknown routes and methods answer in the API's own error format too.
+            response = self._error(request, api, status)
+            response.headers["X-Request-Id"] = request_id
+            return response
         finally:
             self.requests.append(
                 RequestRecord(

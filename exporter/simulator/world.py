@@ -121,7 +121,7 @@ class World:
     # ----- generation -------------------------------------------------------------------------------
 
     def _token(self, length: int) -> str:
-        return "".join(self._rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(length))
+        return f"{self._rng.getrandbits(4 * length):0{length}x}"
 
     def _uuid(self, rng: random.Random) -> str:
         return str(uuid.UUID(int=rng.getrandbits(128), version=4))
