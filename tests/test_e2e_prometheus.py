@@ -1,0 +1,338 @@
+"""End to end: simulator → exporter → a real Prometheus (scraping every second, loading the rules) → a real
+Alertmanager (routing with the example configuration) → this test's own webhook receiver.
+
+Proves that every dashboard query, its variables substituted, returns data from Prometheus, that every
+variable lists values, that the shipped rules evaluate cleanly on real series, and that disconnecting an
+agent in the simulator reaches the webhook as the disconnect alert of that environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from aiohttp import web
+
+from alerts.rules import AlertSettings, render
+from exporter.config import ConfluentSettings, ConfluentTarget, LensesSettings, Settings, WebSettings
+from exporter.secrets import Secret
+from exporter.service import Exporter
+from exporter.simulator.server import Simulator, SimulatorOptions
+from tests.dashboard_queries import load, queries, substitute
+from tests.support import eventually, require_binary
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+RULE_FILE = ROOT / "alerts" / "lenses-hq-exporter.rules.yml"
+ALERTMANAGER_EXAMPLE = ROOT / "alerts" / "alertmanager.example.yml"
+JOB = "lenses-hq-exporter"
+LENSES_TOKEN = "sim-hq-token"
+API_KEY, API_SECRET = "sim-key", "sim-secret"
+RATE_INTERVAL = "15s"
+DEADLINE = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Webhook:
+    """Alertmanager's receiver: records every notification with the receiver path it was sent to."""
+
+    notifications: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    url: str = ""
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.notifications.append((request.path, await request.json()))
+        return web.Response(text="ok")
+
+    def alerts(self) -> list[tuple[str, dict[str, Any]]]:
+        """(receiver path, alert) for every alert of every notification so far."""
+        return [(path, alert) for path, body in self.notifications for alert in body["alerts"]]
+
+
+@dataclass
+class Stack:
+    simulator: Simulator
+    exporter: Exporter
+    prometheus: httpx.AsyncClient
+    webhook: Webhook
+
+
+async def serve_process(stack: contextlib.AsyncExitStack, log: Path, *command: str) -> None:
+    """Start a binary with its output in `log`; it is killed and reaped when the stack closes."""
+    output = stack.enter_context(log.open("wb"))
+    process = await asyncio.create_subprocess_exec(*command, stdout=output, stderr=asyncio.subprocess.STDOUT)
+
+    async def kill() -> None:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+    stack.push_async_callback(kill)
+
+
+async def wait_ready(client: httpx.AsyncClient, what: str) -> None:
+    async def ready() -> bool:
+        try:
+            return (await client.get("/-/ready")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    await eventually(ready, timeout=DEADLINE, interval=0.05, what=f"{what} to be ready")
+
+
+def exporter_settings(simulator: Simulator) -> Settings:
+    """Lenses (with the kafka-connections poll) and every Confluent environment of the simulator, plus a
+    Confluent target that does not exist, so the exporter has one upstream down."""
+    world = simulator.world
+    targets = [
+        ConfluentTarget(
+            name=f"flink-{index}",
+            url=simulator.url,
+            organization_id=world.organization_id,
+            environment_id=environment_id,
+            api_key=Secret(API_KEY),
+            api_secret=Secret(API_SECRET),
+            tier="production",
+            poll_interval=1.0,
+        )
+        for index, environment_id in enumerate(world.confluent_environment_ids)
+    ]
+    targets.append(
+        ConfluentTarget(
+            name="flink-missing",
+            url=simulator.url,
+            organization_id=world.organization_id,
+            environment_id="env-missing",
+            api_key=Secret(API_KEY),
+            api_secret=Secret(API_SECRET),
+            poll_interval=1.0,
+        )
+    )
+    return Settings(
+        web=WebSettings(listen_address="127.0.0.1:0"),
+        lenses=LensesSettings(
+            name="hq",
+            url=simulator.url + "/api",
+            token=Secret(LENSES_TOKEN),
+            poll_interval=1.0,
+            kafka_connections=True,
+        ),
+        confluent=ConfluentSettings(targets=tuple(targets)),
+    )
+
+
+def alertmanager_config(webhook: str) -> dict[str, Any]:
+    """The example configuration, every receiver sending to the test's webhook under its own path, and
+    notifications sent without the production waits."""
+    config: dict[str, Any] = yaml.safe_load(ALERTMANAGER_EXAMPLE.read_text())
+    for receiver in config["receivers"]:
+        for webhook_config in receiver.get("webhook_configs", []):
+            webhook_config["url"] = f"{webhook}/{receiver['name']}"
+    config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1h")
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running_stack(tmp_path: Path, rules: str) -> AsyncIterator[Stack]:
+    """Simulator, exporter, webhook, Alertmanager and Prometheus on free loopback ports."""
+    prometheus_binary = require_binary("prometheus")
+    alertmanager_binary = require_binary("prometheus-alertmanager")
+    options = SimulatorOptions(
+        environments=6,
+        agents=6,
+        seed=3,
+        lenses_token=LENSES_TOKEN,
+        confluent_api_key=API_KEY,
+        confluent_api_secret=API_SECRET,
+        churn=False,
+        sse_retry_ms=100,
+        keepalive_interval=1.0,
+    )
+    async with contextlib.AsyncExitStack() as stack:
+        simulator = await stack.enter_async_context(Simulator(options, host="127.0.0.1", port=0))
+        exporter = Exporter(exporter_settings(simulator))
+        await exporter.start()
+        stack.push_async_callback(exporter.stop)
+
+        webhook = Webhook()
+        app = web.Application()
+        app.router.add_post("/{receiver}", webhook.handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.5)
+        await runner.setup()
+        stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        webhook.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+        alertmanager_port, prometheus_port = free_port(), free_port()
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(webhook.url)))
+        await serve_process(
+            stack,
+            tmp_path / "alertmanager.log",
+            alertmanager_binary,
+            f"--config.file={tmp_path / 'alertmanager.yml'}",
+            f"--storage.path={tmp_path / 'alertmanager-data'}",
+            f"--web.listen-address=127.0.0.1:{alertmanager_port}",
+            "--cluster.listen-address=",
+        )
+        (tmp_path / "rules.yml").write_text(rules)
+        prometheus_config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": [str(tmp_path / "rules.yml")],
+            "alerting": {
+                "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
+            },
+            "scrape_configs": [
+                {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
+            ],
+        }
+        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
+        await serve_process(
+            stack,
+            tmp_path / "prometheus.log",
+            prometheus_binary,
+            f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
+            f"--web.listen-address=127.0.0.1:{prometheus_port}",
+        )
+        prometheus = await stack.enter_async_context(
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{prometheus_port}", timeout=10.0)
+        )
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{alertmanager_port}") as alertmanager:
+            await wait_ready(alertmanager, "alertmanager")
+        await wait_ready(prometheus, "prometheus")
+        yield Stack(simulator, exporter, prometheus, webhook)
+
+
+async def query(prometheus: httpx.AsyncClient, expr: str, *, instant: bool = True) -> list[dict[str, Any]]:
+    """The result of a PromQL query (an instant one, or a range over the last 30 s); a bad query fails."""
+    if instant:
+        response = await prometheus.get("/api/v1/query", params={"query": expr})
+    else:
+        now = time.time()
+        params = {"query": expr, "start": str(now - 30), "end": str(now), "step": "1"}
+        response = await prometheus.get("/api/v1/query_range", params=params)
+    body = response.json()
+    if body.get("status") != "success":
+        pytest.fail(f"Prometheus rejected {expr!r}: {body.get('error')}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+def connected_environment(simulator: Simulator, tier: str | None = None) -> str:
+    """A connected environment (of a tier, when given)."""
+    world = simulator.world
+    for name in sorted(world.environments):
+        if world.connected(name) and (tier is None or world.environment(name)["tier"] == tier):
+            return name
+    raise AssertionError(f"the simulated world has no connected {tier or ''} environment")
+
+
+async def test_every_dashboard_query_and_variable_returns_data(tmp_path: Path) -> None:
+    async with running_stack(tmp_path, RULE_FILE.read_text()) as stack:
+        world, faults = stack.simulator.world, stack.simulator.faults
+        # States some panels exist to show: agents running and in an unknown phase, rate limiting, and a
+        # live stream that dropped once.
+        first, second = world.agents(world.confluent_environment_ids[0])[:2]
+        world.set_agent_phase(world.confluent_environment_ids[0], first["name"], "RUNNING")
+        world.set_agent_phase(world.confluent_environment_ids[0], second["name"], "DEGRADED")
+        faults.script(429, api="confluent", headers={"Retry-After": "0"}, count=3)
+        faults.sse_drop_interval = 1.0
+        environment = connected_environment(stack.simulator)
+
+        pending: dict[str, tuple[str, bool]] = {}
+        variables: dict[str, str] = {}
+        for name, model in load().items():
+            values = {
+                "__rate_interval": RATE_INTERVAL,
+                "job": JOB,
+                "tier": ".*",
+                "instance": ".*",
+                # The environment dashboard shows one environment; elsewhere the variable is multi-valued.
+                "environment": environment if name == "lenses-hq-environment.json" else ".*",
+            }
+            for title, target in queries(model):
+                expr = substitute(target["expr"], values)
+                pending[f"{name} / {title} / {target['refId']}: {expr}"] = (expr, bool(target.get("instant")))
+            for variable in model["templating"]["list"]:
+                if variable["type"] == "query":
+                    definition = substitute(variable["query"]["query"], values)
+                    variables[f"{name} / ${variable['name']}: {definition}"] = definition
+
+        async def every_query_has_data() -> bool:
+            for key, (expr, instant) in list(pending.items()):
+                if await query(stack.prometheus, expr, instant=instant):
+                    del pending[key]
+            return not pending
+
+        try:
+            await eventually(every_query_has_data, timeout=DEADLINE, interval=0.5, what="panel data")
+        except pytest.fail.Exception:
+            pytest.fail("panels whose query returned no data:\n" + "\n".join(sorted(pending)))
+
+        for key, definition in variables.items():
+            selector, label = definition.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
+            response = await stack.prometheus.get(
+                f"/api/v1/label/{label}/values", params={"match[]": selector}
+            )
+            assert response.json()["data"], f"variable lists no values: {key}"
+
+        # The shipped rules load and evaluate without error on the exporter's real series.
+        async def rules_evaluated() -> list[dict[str, Any]] | None:
+            groups = (await stack.prometheus.get("/api/v1/rules")).json()["data"]["groups"]
+            rules = [rule for group in groups for rule in group["rules"]]
+            return rules if rules and all(rule["health"] == "ok" for rule in rules) else None
+
+        rules = await eventually(rules_evaluated, timeout=DEADLINE, what="every rule evaluated")
+        shipped = yaml.safe_load(RULE_FILE.read_text())
+        assert len(rules) == sum(len(group["rules"]) for group in shipped["groups"])
+
+
+async def test_disconnecting_an_agent_delivers_its_alert_to_the_webhook(tmp_path: Path) -> None:
+    # The shipped rules, with `for` shortened so the test takes seconds rather than ten minutes.
+    rules = render(AlertSettings(agent_disconnected_for="2s"))
+    async with running_stack(tmp_path, rules) as stack:
+        environment = connected_environment(stack.simulator, tier="production")
+        selector = f'lenses_environment_agent_connected{{job="{JOB}", environment="{environment}"}}'
+
+        async def seen_connected() -> bool:
+            return bool(await query(stack.prometheus, f"{selector} == 1"))
+
+        await eventually(seen_connected, timeout=DEADLINE, what=f"{environment} connected in Prometheus")
+
+        def disconnect_alerts() -> list[tuple[str, dict[str, Any]]]:
+            return [
+                (path, alert)
+                for path, alert in stack.webhook.alerts()
+                if alert["labels"]["alertname"] == "LensesHQAgentDisconnected"
+                and alert["labels"].get("environment") == environment
+                and alert["status"] == "firing"
+            ]
+
+        assert disconnect_alerts() == []
+        stack.simulator.world.disconnect_agent(environment)
+
+        async def delivered() -> list[tuple[str, dict[str, Any]]]:
+            return disconnect_alerts()
+
+        (path, alert), *_ = await eventually(delivered, timeout=DEADLINE, what="the disconnect alert")
+        assert path == "/pager", "a production critical routes to the pager"
+        assert alert["labels"]["severity"] == "critical"
+        assert alert["labels"]["tier"] == "production"
+        assert environment in alert["annotations"]["description"]
+        assert alert["annotations"]["runbook_url"].endswith("#lenseshqagentdisconnected")
