@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from exporter import __version__
+from exporter.cli import parse_arguments, settings_from_arguments, with_command
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.support import eventually, find, scrape
 
@@ -496,3 +497,35 @@ def test_check_validates_the_web_config_file(tmp_path: Path) -> None:
     )
     result = run_cli("check", f"--config.file={config}")
     assert_usage_error(result, "tls_server_config")
+
+
+def test_the_command_may_come_after_the_flags() -> None:
+    assert with_command(["--log.level=debug", "check", "--connect"]) == [
+        "check",
+        "--log.level=debug",
+        "--connect",
+    ]
+    assert with_command(["--config.file", "check"]) == ["run", "--config.file", "check"]  # a file named check
+    assert with_command([]) == ["run"]
+    assert with_command(["--version"]) == ["--version"]
+
+
+def test_flags_override_the_file(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        f"web:\n  listen_address: ':9100'\nlog:\n  level: debug\n"
+        f"lenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n",
+    )
+    arguments = parse_arguments(
+        [
+            f"--config.file={config}",
+            "--web.listen-address=127.0.0.1:9200",
+            "--log.format=console",
+            "--shard=1",
+            "--total-shards=3",
+        ]
+    )
+    settings = settings_from_arguments(arguments, {})
+    assert settings.web.listen_address == "127.0.0.1:9200"
+    assert (settings.log_level, settings.log_format) == ("debug", "console")
+    assert (settings.shard.index, settings.shard.total) == (1, 3)
