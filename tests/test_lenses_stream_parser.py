@@ -95,3 +95,12 @@ def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
     for start in range(0, len(data), chunk):
         for event in parser.feed(data[start : start + chunk]):
             assert event is OVERSIZE or len(event.data) <= 256
+
+
+def test_a_new_connection_forgets_the_half_event_but_keeps_id_and_retry() -> None:
+    parser = EventParser(1024)
+    parser.feed(b'retry: 300\nid: 9\n\nevent: environment_updated\ndata: {"name": "ha')
+    parser.new_connection()
+    events = parser.feed(b"event: snapshot\ndata: {}\n\n")
+    assert [(e.event, e.data) for e in events] == [("snapshot", "{}")]
+    assert (parser.last_event_id, parser.retry_ms) == ("9", 300)

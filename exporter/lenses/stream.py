@@ -43,6 +43,10 @@ class EventParser:
         self.max_event_bytes = max_event_bytes
         self.last_event_id = ""
         self.retry_ms: int | None = None
+        self.new_connection()
+
+    def new_connection(self) -> None:
+        """Forget a half-received event (a connection that broke mid-event); keep the id and `retry:`."""
         self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._partial: list[str] = []
         self._partial_size = 0
@@ -157,6 +161,7 @@ async def connect_stream(
 
     Raises `StreamUnavailable` on 404/501 and `UpstreamError` on any other failure to open.
     """
+    parser.new_connection()
     if parser.last_event_id:
         headers = {**headers, "Last-Event-ID": parser.last_event_id}
     try:

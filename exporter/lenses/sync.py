@@ -168,23 +168,25 @@ class LensesSync:
 
     async def _stream_forever(self) -> None:
         parser = EventParser(self.settings.sse_max_event_bytes)
-        failures = 0
+        failures = 0  # since the last event received: a stream that opens and then dies keeps backing off
         opened_before = False
+        logged_error = ""  # the failure last logged, so a flapping stream logs once per change
         while True:
+            self.telemetry.requests.labels(SOURCE, "stream").inc()
             try:
                 async with connect_stream(
                     self.client.stream_http, self.client.stream_url, self.client.auth_headers(), parser
                 ) as stream:
-                    failures = 0
                     if opened_before:
                         self.telemetry.sse_reconnects.labels(self.target).inc()
                     opened_before = True
                     self._stream_state("connected", 1)
                     self.relist.set()
                     async for event in stream.events():
+                        failures, logged_error = 0, ""
                         self._on_event(event, stream.request_id)
                 self._stream_state("reconnecting", 0)
-                delay = _retry_delay(parser, 0)
+                delay = _retry_delay(parser, failures)
             except StreamUnavailable as unavailable:
                 if self.status.stream != "unavailable":
                     log.info(
@@ -198,7 +200,9 @@ class LensesSync:
                 delay = self.settings.sse_unavailable_probe_interval
             except UpstreamError as error:
                 failures += 1
-                if self.status.stream != "reconnecting" or failures == 1:
+                self.telemetry.failures.labels(SOURCE, "stream", error.reason).inc()
+                if error.message != logged_error:
+                    logged_error = error.message
                     log.warning(
                         "stream_failed", target=self.target, error=error.message, **error.log_fields()
                     )
