@@ -68,7 +68,7 @@ def label_variable(
             variable.multi(True)
             .include_all(True)
             .all_value(".*")
-            .current(model.VariableOption(selected=True, text="All", value="$__all"))
+            .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
         )
     return variable
 
