@@ -14,11 +14,15 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    disable_created_metrics,
 )
 
 from exporter import __version__
 
 log = structlog.get_logger("exporter.health")
+
+# Counters would otherwise expose a `*_created` series each (OpenMetrics); nobody queries them here.
+disable_created_metrics()
 
 
 @dataclass(frozen=True)
