@@ -1,0 +1,29 @@
+"""docs/metrics.md is generated from the family declarations; the two must never differ."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from exporter import docs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_metric_table_matches_the_code() -> None:
+    committed = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    assert committed == docs.render(), "docs/metrics.md is stale: run `make docs`"
+
+
+def test_every_metric_of_the_contract_is_documented() -> None:
+    text = (ROOT / "docs" / "metrics.md").read_text(encoding="utf-8")
+    for name in (
+        "lenses_environment_info",
+        "lenses_environment_agent_connected",
+        "lenses_environment_metrics_updated_timestamp_seconds",
+        "lenses_environment_metadata_info",
+        "confluent_flink_agent_status_phase",
+        "confluent_flink_agent_tool_info",
+        "lenses_hq_exporter_up",
+        "lenses_hq_exporter_sse_events_total",
+    ):
+        assert f"`{name}`" in text, name
