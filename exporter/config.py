@@ -141,6 +141,9 @@ class Settings:
                     for key in target.api_key.known_values()
                     for secret in target.api_secret.known_values()
                 )
+            proxy_password = urlsplit(target.proxy_url).password if target.proxy_url else None
+            if proxy_password:
+                values.append(proxy_password)
         return values
 
 
@@ -215,14 +218,18 @@ def check_listen_address(address: str, where: str) -> str:
     return address
 
 
-def check_url(value: str, where: str) -> str:
-    """An http(s) URL with a host; returned without a trailing slash."""
+def check_url(value: str, where: str, *, allow_credentials: bool = False) -> str:
+    """An http(s) URL with a host; returned without a trailing slash. Credentials in it are refused unless
+    allowed (a proxy's), since the URL is shown in summaries and logs."""
     try:
         parts = urlsplit(value)
         scheme, host = parts.scheme, parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a malformed port
+        userinfo = "@" in parts.netloc
     except ValueError:
         raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}") from None
+    if userinfo and not allow_credentials:  # never echoed: it may hold a password
+        raise ConfigError(f"{where}: credentials do not belong in the URL (use the token or *_file keys)")
     if scheme not in ("http", "https") or not host:
         raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}")
     if parts.query or parts.fragment:
@@ -716,8 +723,13 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
         page_size=section.integer("page_size", 100, 1, 100),
         max_pages=section.integer("max_pages", 1000, 1),
         max_body_bytes=section.size("max_body_bytes", 64 * 1024 * 1024),
-        proxy_url=check_url(proxy, section.at("proxy_url")) if (proxy := section.string("proxy_url")) else "",
+        proxy_url=_proxy_url(section),
     )
+
+
+def _proxy_url(section: _Section) -> str:
+    proxy = section.string("proxy_url")
+    return check_url(proxy, section.at("proxy_url"), allow_credentials=True) if proxy else ""
 
 
 def _credentials(

@@ -129,7 +129,7 @@ def test_every_key_is_read(tmp_path: Path) -> None:
               page_size: 50
               max_pages: 10
               max_body_bytes: 2MB
-              proxy_url: http://proxy.corp:3128
+              proxy_url: http://exporter:proxy-pass-41@proxy.corp:3128
         """,
     )
     assert settings.web.listen_address == "127.0.0.1:9100"
@@ -160,7 +160,8 @@ def test_every_key_is_read(tmp_path: Path) -> None:
     assert target.token is not None and target.token.get() == "bearer-token-1"
     assert target.api_key is None and target.api_secret is None
     assert (target.page_size, target.max_pages, target.max_body_bytes) == (50, 10, 2_000_000)
-    assert target.proxy_url == "http://proxy.corp:3128"
+    assert target.proxy_url == "http://exporter:proxy-pass-41@proxy.corp:3128"
+    assert "proxy-pass-41" in settings.secret_values()  # redacted from logs like the other secrets
 
 
 @pytest.mark.parametrize(
@@ -480,6 +481,8 @@ def test_confluent_target_validation(tmp_path: Path) -> None:
 def test_secret_values_never_appear_in_error_messages(tmp_path: Path) -> None:
     numeric = error_of(tmp_path, "lenses:\n  url: http://hq\n  token: 98765432\n")
     assert numeric.startswith("lenses.token: expected a string") and "98765432" not in numeric
+    in_url = error_of(tmp_path, "lenses:\n  url: http://admin:pa55word@hq\n  token: abcd\n")
+    assert in_url.startswith("lenses.url: credentials do not belong in the URL") and "pa55word" not in in_url
     malformed = error_of(tmp_path, "lenses:\n  url: http://hq\n  token: s3cr3t${oops\n")
     assert malformed.startswith("lenses.token: malformed") and "s3cr3t" not in malformed
 
