@@ -22,7 +22,7 @@ from exporter import __version__
 log = structlog.get_logger("exporter.health")
 
 # Counters would otherwise expose a `*_created` series each (OpenMetrics); nobody queries them here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,11 @@ def require_binary(name: str) -> str:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], *, timeout: float = 10.0, interval: float = 0.02, what: str = ""
+    probe: Callable[[], Awaitable[T]],
+    *,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a polling deadline, not a cancellation timeout
+    interval: float = 0.02,
+    what: str = "",
 ) -> T:
     """Poll `probe` until it returns a truthy value or the deadline passes (then fail with `what`)."""
     deadline = time.monotonic() + timeout
