@@ -93,6 +93,8 @@ async def test_random_server_errors_can_be_limited_to_one_api() -> None:
         failed = await client.get(listing_path(simulator), auth=CONFLUENT_AUTH)
         assert failed.status_code in (500, 503)
         assert failed.json()["errors"][0]["id"] == failed.headers["X-Request-Id"]
+        # The reference's 500 example: id, status, code, title and detail.
+        assert set(failed.json()["errors"][0]) == {"id", "status", "code", "title", "detail"}
 
 
 @pytest.mark.parametrize("fault", ["truncated", "not_json", "wrong_content_type"])

@@ -277,7 +277,12 @@ class Simulator:
                 return web.Response(status=429, headers=headers)
             title = lenses.ERROR_TITLES.get(status, "Error")
             return confluent.failure(
-                request, status, title, code=title.lower().replace(" ", "_"), headers=headers
+                request,
+                status,
+                title,
+                code=title.lower().replace(" ", "_"),
+                detail=f"The simulator answered {status} on purpose",
+                headers=headers,
             )
         return lenses.error(request, status, headers=headers)
 

@@ -40,6 +40,7 @@ MODELS = ("gpt-4o-chat", "claude-sonnet", "llama-3-70b", "embedding-small", "cha
 TOOLS = ("linear-mcp-tool", "jira-mcp-tool", "github-mcp-tool", "slack-notify", "web-search", "sql-runner")
 AGENT_PURPOSES = ("chat-listener", "ticket-triage", "fraud-screen", "order-router", "summariser",
                   "doc-indexer", "alert-explainer", "churn-predictor")  # fmt: skip
+MAX_CHANGES = 100  # per kind and churn step, so that a large world's churn stays a trickle
 # Seeded objects are created before the simulator starts, so anything created later sorts after them.
 EPOCH = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 
@@ -138,7 +139,7 @@ class World:
             name = f"{team}-{TIER_SHORT[tier]}-{index + 1:0{width}d}"
             metadata = {"team": team, "region": self._rng.choice(REGIONS)}
             display_name = f"{team.capitalize()} {tier} {index + 1}"
-            environment = self._new_environment(name, tier, display_name, metadata, EPOCH + index * 3600.0)
+            environment = self._new_environment(name, tier, display_name, metadata, EPOCH + index * 600.0)
             if index not in disconnected:
                 environment["status"] = {"agent_connected": True, "agent": self._new_agent(name, self._rng)}
             self._store(name, environment)
@@ -667,13 +668,15 @@ class World:
         names = [name for name, env in self.environments.items() if isinstance(env, dict)]
         connected = [name for name in names if self._is_connected(name)]
         disconnected = [name for name in names if not self._is_connected(name)]
-        for name in rng.sample(connected, min(len(connected), max(1, len(connected) // 4))):
+        for name in rng.sample(connected, min(len(connected), max(1, min(MAX_CHANGES, len(connected) // 4)))):
             self.drift(name, rng)
-        for name in disconnected:
-            if rng.random() < 0.35:
-                self.connect_agent(name)
-        if connected and len(connected) * 2 > len(names) and rng.random() < 0.4:
-            self.disconnect_agent(rng.choice(connected))
+        # Leaving at 4% and coming back at 30% a step keeps about one environment in nine without an agent.
+        leaving = [name for name in connected if rng.random() < 0.04][:MAX_CHANGES]
+        returning = [name for name in disconnected if rng.random() < 0.3][:MAX_CHANGES]
+        for name in returning:
+            self.connect_agent(name)
+        for name in leaving:
+            self.disconnect_agent(name)
         for environment_id in self.confluent_environment_ids:
             agents = self._agents[environment_id]
             keys = [
@@ -681,7 +684,7 @@ class World:
                 for key, agent in agents.items()
                 if isinstance(agent, dict) and isinstance(agent.get("status"), dict)
             ]
-            for key in rng.sample(keys, min(len(keys), max(1, len(keys) // 10))):
+            for key in rng.sample(keys, min(len(keys), max(1, min(MAX_CHANGES, len(keys) // 10)))):
                 phase = agents[key]["status"].get("phase")
                 if phase in RARE_PHASES:
                     new_phase = "READY"
