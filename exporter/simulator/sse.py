@@ -142,6 +142,8 @@ class Hub:
         )
         await response.prepare(request)
         subscriber = Subscriber()
+        if self.closing:
+            subscriber.close()
         self.subscribers.add(subscriber)
         self.connections += 1
         loop = asyncio.get_running_loop()
