@@ -50,6 +50,7 @@ class AlertSettings:
     rate_limited_window: str = "10m"
     rate_limited_for: str = "15m"
     exporter_absent_for: str = "5m"
+    exporter_instance_down_for: str = "5m"
     flink_left_running_window: str = "1h"
     flink_left_running_for: str = "5m"
     flink_unknown_phase_for: str = "15m"
@@ -241,6 +242,16 @@ and on ({FLINK_LABELS})
                 f"Prometheus has had no successful scrape of {{{s.job_selector}}} for "
                 f"{s.exporter_absent_for}: every Lenses HQ and Flink alert is blind until the exporter is "
                 "back.",
+            ),
+            self.alert(
+                "ExporterInstanceDown",
+                f"max by (instance) ({self.select('up')}) == 0",
+                s.exporter_instance_down_for,
+                "warning",
+                "Prometheus cannot scrape one lenses-hq-exporter instance.",
+                "Exporter instance {{ $labels.instance }} has not been scraped successfully for "
+                f"{s.exporter_instance_down_for} (up = {{{{ $value }}}}). A replica has others covering for "
+                "it; a shard's environments and agents go unwatched until it is back.",
             ),
             self.alert(
                 "ExporterUpstreamDown",

@@ -82,6 +82,7 @@ def test_the_required_alerts_exist() -> None:
         "LensesHQExporterStreamDown",
         "LensesHQExporterRateLimited",
         "LensesHQExporterAbsent",
+        "LensesHQExporterInstanceDown",
         "LensesHQFlinkAgentLeftRunning",
         "LensesHQFlinkAgentUnknownPhase",
     } <= names
