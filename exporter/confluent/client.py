@@ -90,6 +90,17 @@ def listing_url(target: ConfluentTarget) -> str:
     return f"{target.url.rstrip('/')}/sql/v1/organizations/{organization}/environments/{environment}/agents"
 
 
+def http_client_for(target: ConfluentTarget) -> httpx.AsyncClient:
+    """An httpx client with the target's timeout, TLS and proxy; targets that agree on those may share one
+    (and its connections)."""
+    return make_client(target.timeout, target.tls, proxy=target.proxy_url or None)
+
+
+def connection_settings(target: ConfluentTarget) -> tuple[object, ...]:
+    """What decides whether two targets can share an httpx client."""
+    return target.timeout, target.tls, target.proxy_url
+
+
 class ConfluentClient:
     """Lists the agents of one configured target (organization + environment)."""
 
@@ -98,6 +109,7 @@ class ConfluentClient:
         target: ConfluentTarget,
         telemetry: Telemetry,
         *,
+        http: httpx.AsyncClient | None = None,
         sleep: Sleep | None = None,
         attempts: int = 4,
         max_backoff: float = 30.0,
@@ -108,7 +120,8 @@ class ConfluentClient:
         self.attempts = attempts
         self.max_backoff = max_backoff
         self.url = listing_url(target)
-        self._http = make_client(target.timeout, target.tls, proxy=target.proxy_url or None)
+        self._owns_http = http is None
+        self._http = http or http_client_for(target)
 
     def auth_headers(self) -> dict[str, str]:
         """HTTP Basic from the API key and secret, else a Bearer token; secrets are read now, so a rotated
@@ -202,8 +215,9 @@ class ConfluentClient:
         log.debug("upstream_retry", source=SOURCE, target=self.target.name, wait_seconds=wait, **fields)
 
     async def aclose(self) -> None:
-        """Close the connection pool."""
-        await self._http.aclose()
+        """Close the connection pool, unless it was lent by the caller."""
+        if self._owns_http:
+            await self._http.aclose()
 
 
 async def probe(target: ConfluentTarget) -> Probe:

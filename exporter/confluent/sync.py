@@ -9,11 +9,19 @@ import contextlib
 import random
 import time
 
+import httpx
 import structlog
 
 from exporter.config import ConfluentSettings, ConfluentTarget
 from exporter.confluent import metrics
-from exporter.confluent.client import SOURCE, AgentListing, ConfluentClient, Sleep
+from exporter.confluent.client import (
+    SOURCE,
+    AgentListing,
+    ConfluentClient,
+    Sleep,
+    connection_settings,
+    http_client_for,
+)
 from exporter.confluent.model import InvalidAgent, decode_agent
 from exporter.health import Health, TargetStatus, Telemetry
 from exporter.sharding import Shard
@@ -61,18 +69,34 @@ class ConfluentSync:
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
         self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
-        self.clients: dict[str, ConfluentClient] = {
-            t.name: ConfluentClient(t, telemetry) for t in self.targets
-        }
+        # Targets with the same timeout, TLS and proxy share one httpx client: its connections are reused
+        # across targets on the same regional endpoint, and fifty targets do not build fifty TLS contexts.
+        self._http: dict[tuple[object, ...], httpx.AsyncClient] = {}
+        self.clients: dict[str, ConfluentClient] = {}
+        for target in self.targets:
+            key = connection_settings(target)
+            if key not in self._http:
+                self._http[key] = http_client_for(target)
+            self.clients[target.name] = ConfluentClient(
+                target, telemetry, http=self._http[key], sleep=self._wait_without_slot
+            )
         self.last_listing: dict[str, AgentListing] = {}
         self.rng = random.Random()
         self.start_step = START_STEP
         self._limit = asyncio.Semaphore(max(1, settings.concurrency))
+        self._retry_sleep: Sleep = asyncio.sleep
 
     def set_retry_sleep(self, sleep: Sleep | None) -> None:
         """Replace how retries wait (None: `asyncio.sleep`); tests record the waits instead of waiting."""
-        for client in self.clients.values():
-            client.sleep = sleep
+        self._retry_sleep = sleep or asyncio.sleep
+
+    async def _wait_without_slot(self, seconds: float) -> None:
+        """A retry wait (Retry-After can be minutes) lends the target's slot to the others meanwhile."""
+        self._limit.release()
+        try:
+            await self._retry_sleep(seconds)
+        finally:
+            await self._limit.acquire()  # cancelled here only at shutdown, when the count no longer matters
 
     async def run(self) -> None:
         """Poll forever; one task per target."""
@@ -134,6 +158,6 @@ class ConfluentSync:
 
     async def aclose(self) -> None:
         """Close every target's connections."""
-        for client in self.clients.values():
+        for http in self._http.values():
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await http.aclose()
