@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import html
 from collections.abc import Sequence
 from typing import TypedDict
@@ -53,28 +52,29 @@ def wants_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def render_metrics(store: Store, telemetry: Telemetry, openmetrics_format: bool) -> bytes:
-    """The whole exposition: the store's data families, then the exporter's own metrics."""
-    data = store.render()
+def own_metrics(telemetry: Telemetry, openmetrics_format: bool) -> bytes:
+    """The exporter's own metrics (small; rendered by prometheus_client at every scrape), which close the
+    exposition (`# EOF` in OpenMetrics)."""
     if openmetrics_format:
         own: bytes = openmetrics.exposition.generate_latest(telemetry.registry)  # type: ignore[no-untyped-call]
-        return data + own
-    return data + exposition.generate_latest(telemetry.registry)
+        return own
+    return exposition.generate_latest(telemetry.registry)
 
 
 async def metrics(request: web.Request) -> web.Response:
     """Serve the exposition from what is stored; never waits on an upstream."""
     app = request.app
+    store = app[STORE_KEY]
     openmetrics_format = wants_openmetrics(request.headers.get("Accept", ""))
-    body = render_metrics(app[STORE_KEY], app[TELEMETRY_KEY], openmetrics_format)
+    suffix = own_metrics(app[TELEMETRY_KEY], openmetrics_format)
     headers = {
         "Content-Type": OPENMETRICS_CONTENT_TYPE if openmetrics_format else TEXT_CONTENT_TYPE,
         "Vary": "Accept, Accept-Encoding",
     }
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
-        body = gzip.compress(body, compresslevel=1)
         headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+        return web.Response(body=store.render_gzip(suffix), headers=headers)
+    return web.Response(body=store.render(suffix), headers=headers)
 
 
 async def healthz(request: web.Request) -> web.Response:

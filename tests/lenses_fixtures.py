@@ -21,7 +21,10 @@ TOKEN = "sim-hq-token"
 
 def simulator_options(**overrides: Any) -> SimulatorOptions:
     """A small world, quick to reconnect to (`retry: 100`)."""
-    return replace(SimulatorOptions(environments=4, agents=0, seed=7, sse_retry_ms=100), **overrides)
+    return replace(
+        SimulatorOptions(environments=4, agents=0, seed=7, sse_retry_ms=100, keepalive_interval=0.1),
+        **overrides,
+    )
 
 
 def lenses_settings(simulator: Simulator, **overrides: Any) -> LensesSettings:

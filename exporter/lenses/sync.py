@@ -148,16 +148,17 @@ class LensesSync:
                     environments[name] = environment
             else:
                 del self._stream_changes[name]
+        previous = self._environments
         self._environments = {name: self._with_connections(env) for name, env in environments.items()}
-        self.store.replace(
-            self.group,
-            self.target,
-            {name: self._render(env) for name, env in self._environments.items()},
-        )
+        for name, environment in self._environments.items():
+            # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
+            if previous.get(name) != environment:
+                self.store.put(self.group, self.target, name, self._render(environment))
+        self.store.retain(self.group, self.target, self._environments.keys())
 
     def _with_connections(self, environment: Environment) -> Environment:
         count = self._connections.get(environment.name)
-        if count is None or not self.settings.kafka_connections:
+        if count is None or not self.settings.kafka_connections or count == environment.kafka_connections:
             return environment
         return dataclasses.replace(environment, kafka_connections=count)
 
