@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -120,7 +120,11 @@ def family_line(line: str, family: str) -> bool:
 
 @contextlib.asynccontextmanager
 async def exporter(
-    *targets: ConfluentTarget, concurrency: int = 8, shard: Shard | None = None, waits: Any = None
+    *targets: ConfluentTarget,
+    concurrency: int = 8,
+    shard: Shard | None = None,
+    waits: Any = None,
+    configure: Callable[[ConfluentSync], None] | None = None,
 ) -> AsyncIterator[Running]:
     settings = Settings(
         web=WebSettings(listen_address="127.0.0.1:0"),
@@ -133,6 +137,8 @@ async def exporter(
         if isinstance(source, ConfluentSync):
             source.set_retry_sleep(waits)
             source.start_step = 0.0
+            if configure is not None:
+                configure(source)
     await running_exporter.start()
     try:
         async with httpx.AsyncClient(timeout=10) as http:
@@ -291,6 +297,7 @@ async def test_a_repeated_page_token_fails_the_sync_without_partial_state() -> N
         failures = [entry for entry in logs if entry["event"] == "sync_failed"]
         assert len(failures) == 1
         assert "already seen" in failures[0]["error"] and failures[0]["reason"] == "page_loop"
+        assert failures[0]["page"] == 2 and failures[0]["request_id"]
 
 
 # ----- redirects ----------------------------------------------------------------------------------------
@@ -603,7 +610,56 @@ async def test_a_target_waiting_out_a_rate_limit_lends_its_slot_to_the_others() 
             await synced(running, waiting)
 
 
-def test_first_polls_are_staggered() -> None:
+class Schedule:
+    """Records every target's pauses: the first (the start delay) passes at once, later ones hold the
+    target for good, so each target polls exactly once."""
+
+    def __init__(self) -> None:
+        self.pauses: dict[str, list[float]] = {}
+
+    async def __call__(self, seconds: float) -> None:
+        task = asyncio.current_task()
+        name = task.get_name() if task else ""
+        self.pauses.setdefault(name, []).append(seconds)
+        if len(self.pauses[name]) > 1:
+            await asyncio.Event().wait()
+
+
+async def test_first_polls_are_staggered_and_intervals_jittered() -> None:
+    async def agents(request: web.Request) -> web.Response:
+        return web.json_response({"data": [], "metadata": {}})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", agents)
+    schedule = Schedule()
+
+    def staggered(sync: ConfluentSync) -> None:
+        sync.start_step = 0.2
+        sync.pause = schedule
+
+    async with serve(app) as url:
+        targets = [
+            ConfluentTarget(
+                name=f"t{index}", url=url, organization_id="o", environment_id=f"e{index}", poll_interval=60
+            )
+            for index in range(8)
+        ]
+        async with exporter(*targets, configure=staggered) as running:
+            for target in targets:
+                await synced(running, target)
+
+            async def all_waiting() -> bool:
+                return all(len(schedule.pauses.get(f"confluent:{t.name}", [])) == 2 for t in targets)
+
+            await eventually(all_waiting, what="every target waiting for its next poll")
+    for index, target in enumerate(targets):
+        first, second = schedule.pauses[f"confluent:{target.name}"]
+        assert index * 0.2 <= first < (index + 1) * 0.2  # its own slot: no two targets start together
+        assert 54 <= second <= 66  # the poll interval, give or take a tenth
+    assert len({schedule.pauses[f"confluent:{t.name}"][1] for t in targets}) == len(targets)
+
+
+def test_fifty_targets_never_start_more_than_five_in_a_second() -> None:
     delays = start_delays(50, 60.0, random.Random(1))
     per_second: dict[int, int] = {}
     for delay in delays:

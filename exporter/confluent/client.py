@@ -31,13 +31,21 @@ Sleep = Callable[[float], Awaitable[None]]
 class ListingError(UpstreamError):
     """A listing that could not complete; `page` is the page it failed on (1 is the first)."""
 
-    def __init__(self, reason: str, message: str, *, page: int, cause: UpstreamError | None = None) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        page: int,
+        cause: UpstreamError | None = None,
+        request_id: str = "",
+    ) -> None:
         super().__init__(
             reason,
             message,
             endpoint=ENDPOINT,
             status=cause.status if cause else None,
-            request_id=cause.request_id if cause else "",
+            request_id=cause.request_id if cause else request_id,
         )
         self.page = page
 
@@ -189,7 +197,7 @@ class ConfluentClient:
             try:
                 async for attempt in policy:
                     with attempt:
-                        data, token, _ = await self.fetch_page(token)
+                        data, token, request_id = await self.fetch_page(token)
             except UpstreamError as error:
                 raise ListingError(error.reason, error.message, page=pages + 1, cause=error) from None
             finally:
@@ -205,6 +213,7 @@ class ConfluentClient:
                     f"{ENDPOINT}: page {pages} points to a page token already seen in this listing; "
                     "the upstream's paging loops, listing abandoned",
                     page=pages,
+                    request_id=request_id,
                 )
             seen.add(token)
 

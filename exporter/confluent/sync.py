@@ -83,6 +83,7 @@ class ConfluentSync:
         self.last_listing: dict[str, AgentListing] = {}
         self.rng = random.Random()
         self.start_step = START_STEP
+        self.pause: Sleep = asyncio.sleep  # between polls; tests record the schedule instead
         self._limit = asyncio.Semaphore(max(1, settings.concurrency))
         self._retry_sleep: Sleep = asyncio.sleep
 
@@ -110,14 +111,14 @@ class ConfluentSync:
                 group.create_task(self._poll_forever(target, delay), name=f"confluent:{target.name}")
 
     async def _poll_forever(self, target: ConfluentTarget, delay: float) -> None:
-        await asyncio.sleep(delay)
+        await self.pause(delay)
         while True:
             try:
                 await self.poll(target)
             except Exception as error:  # a bug must not stop the other targets' polls
                 log.exception("poll_crashed", source=SOURCE, target=target.name)
                 self.status[target.name].failed(f"internal error: {type(error).__name__}")
-            await asyncio.sleep(next_interval(target.poll_interval, self.rng))
+            await self.pause(next_interval(target.poll_interval, self.rng))
 
     async def poll(self, target: ConfluentTarget) -> bool:
         """List the target's agents once (waiting for a free slot) and apply the listing only when it is
