@@ -33,6 +33,9 @@ log = structlog.get_logger("exporter.confluent")
 START_STEP = 0.2
 """Seconds between the first polls of consecutive targets (each with jitter inside its slot)."""
 
+RENDER_BATCH = 500
+"""Agents decoded and rendered between two yields to the event loop."""
+
 INTERVAL_JITTER = 0.1
 """Each poll interval is stretched or shrunk by up to this fraction, so targets do not fall into step."""
 
@@ -134,7 +137,9 @@ class ConfluentSync:
         self.last_listing[target.name] = listing
         rendered: dict[str, Rendered] = {}
         invalid = 0
-        for raw in listing.items:
+        for index, raw in enumerate(listing.items):
+            if index % RENDER_BATCH == RENDER_BATCH - 1:
+                await asyncio.sleep(0)  # ten thousand agents take half a second: let scrapes in between
             try:
                 agent = decode_agent(raw)
             except InvalidAgent:
