@@ -21,12 +21,14 @@ from exporter.lenses.metrics import common_values
 from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
-from exporter.store import FamilyGroup, Store
+from exporter.store import FamilyGroup, Rendered, Store
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.lenses")
 
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
+BATCH = 500
+"""Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
 
 
@@ -58,6 +60,7 @@ class LensesSync:
         self.relist = asyncio.Event()
         self._environments: dict[str, Environment] = {}
         self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
+        self._listing_started = float("-inf")  # when the listing applied last was requested
         self._connections: dict[str, int] = {}
         self._invalid_logged: set[str] = set()
         self.status.stream = "connecting" if settings.sse else "disabled"
@@ -95,16 +98,18 @@ class LensesSync:
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
-        environments = self._decode_all(items, request_id)
+        environments = await self._decode_all(items, request_id)
         if self.settings.kafka_connections:
             await self._poll_connections(environments)
-        self._apply_listing(environments, started_wall)
+        await self._apply_listing(environments, started_wall)
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
         return True
 
-    def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
+    async def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
         environments: dict[str, Environment] = {}
-        for raw in items:
+        for index, raw in enumerate(items):
+            if index % BATCH == BATCH - 1:
+                await asyncio.sleep(0)  # let scrapes and stream events in between
             environment = self._decode(raw, request_id)
             if environment is not None and self.shard.owns(environment.name):
                 environments[environment.name] = environment
@@ -139,22 +144,37 @@ class LensesSync:
         for name in set(self._connections) - set(environments):
             del self._connections[name]
 
-    def _apply_listing(self, environments: dict[str, Environment], started: float) -> None:
-        for name, (changed_at, environment) in list(self._stream_changes.items()):
+    async def _apply_listing(self, environments: dict[str, Environment], started: float) -> None:
+        """Make a complete listing the target's state. Changed environments are rendered first, yielding to
+        the loop now and then; the swap itself is atomic. A stream change that arrived after the listing was
+        requested wins over it, and a listing older than the one last applied is dropped."""
+        prepared: dict[str, tuple[Environment, Rendered]] = {}
+        for index, (name, listed) in enumerate(environments.items()):
+            if index % BATCH == BATCH - 1:
+                await asyncio.sleep(0)
+            environment = self._with_connections(listed)
+            # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
+            if self._environments.get(name) != environment:
+                prepared[name] = (environment, self._render(environment))
+        if started < self._listing_started:
+            return
+        self._listing_started = started
+        for name, (changed_at, streamed) in list(self._stream_changes.items()):
             if changed_at >= started:
-                if environment is None:
+                if streamed is None:
                     environments.pop(name, None)
                 else:
-                    environments[name] = environment
+                    environments[name] = streamed
             else:
                 del self._stream_changes[name]
-        previous = self._environments
-        self._environments = {name: self._with_connections(env) for name, env in environments.items()}
-        for name, environment in self._environments.items():
-            # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
-            if previous.get(name) != environment:
-                self.store.put(self.group, self.target, name, self._render(environment))
-        self.store.retain(self.group, self.target, self._environments.keys())
+        current = {name: self._with_connections(env) for name, env in environments.items()}
+        for name, environment in current.items():
+            if self._environments.get(name) != environment:
+                ready = prepared.get(name)
+                rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
+                self.store.put(self.group, self.target, name, rendered)
+        self.store.retain(self.group, self.target, current.keys())
+        self._environments = current
 
     def _with_connections(self, environment: Environment) -> Environment:
         count = self._connections.get(environment.name)
@@ -162,7 +182,7 @@ class LensesSync:
             return environment
         return dataclasses.replace(environment, kafka_connections=count)
 
-    def _render(self, environment: Environment) -> tuple[bytes, ...]:
+    def _render(self, environment: Environment) -> Rendered:
         return self.group.render(environment, common_values(environment))
 
     # -- live stream -----------------------------------------------------------------------------
@@ -185,7 +205,7 @@ class LensesSync:
                     self.relist.set()
                     async for event in stream.events():
                         failures, logged_error = 0, ""
-                        self._on_event(event, stream.request_id)
+                        await self._on_event(event, stream.request_id)
                 self._stream_state("reconnecting", 0)
                 delay = _retry_delay(parser, failures)
             except StreamUnavailable as unavailable:
@@ -215,7 +235,7 @@ class LensesSync:
         self.status.stream = state
         self.telemetry.sse_connected.labels(self.target).set(connected)
 
-    def _on_event(self, event: ServerSentEvent, request_id: str) -> None:
+    async def _on_event(self, event: ServerSentEvent, request_id: str) -> None:
         name = event.event if event.event in KNOWN_EVENTS else "unknown"
         if event is OVERSIZE:
             name = "oversize"
@@ -232,7 +252,8 @@ class LensesSync:
             if not isinstance(items, list):
                 self._invalid_event(name, "snapshot has no `items` list", request_id)
                 return
-            self._apply_listing(self._decode_all(items, request_id), time.monotonic())
+            received = time.monotonic()
+            await self._apply_listing(await self._decode_all(items, request_id), received)
             self.status.objects_changed(len(self._environments))
         elif name == "environment_updated":
             environment = self._decode(data, request_id)
