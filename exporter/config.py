@@ -169,7 +169,10 @@ _ID = re.compile(r"^[A-Za-z0-9._~-]+$")
 
 def _show(value: Any) -> str:
     """A value for an error message: strings quoted, long ones cut."""
-    text = repr(value) if isinstance(value, str) else str(value)
+    try:
+        text = repr(value) if isinstance(value, str) else str(value)
+    except ValueError:  # an integer too long for str() (over 4300 digits)
+        text = "a number of thousands of digits"
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -213,7 +216,12 @@ def format_duration(seconds: float) -> str:
 def check_listen_address(address: str, where: str) -> str:
     """`HOST:PORT` (`:9877`, `127.0.0.1:0`, `[::1]:9877`); raises ConfigError naming `where`."""
     host, colon, port = address.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535 or (":" in host and not host.startswith("[")):
+    if (
+        not colon
+        or not (port.isascii() and port.isdigit())
+        or int(port) > 65535
+        or (":" in host and not host.startswith("["))
+    ):
         raise ConfigError(f"{where}: expected HOST:PORT like :9877, got {_show(address)}")
     return address
 
@@ -240,6 +248,16 @@ def check_url(value: str, where: str, *, allow_credentials: bool = False) -> str
 def url_host(url: str) -> str:
     """The host part of a URL (the default Lenses target name)."""
     return urlsplit(url).hostname or url
+
+
+def file_path(value: str, where: str) -> Path:
+    """A path as written, `~` expanded; raises ConfigError naming `where` when it cannot be one."""
+    if "\0" in value:
+        raise ConfigError(f"{where}: a path cannot contain a NUL character")
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:  # ~user of no such user
+        raise ConfigError(f"{where}: cannot expand {_show(value)}: no such user") from None
 
 
 def _read_secret_file(path: Path, where: str, origin: str) -> Secret:
@@ -301,13 +319,21 @@ def expand(text: str, environ: Mapping[str, str], where: str) -> str:
     return _Expanded(expanded) if substituted else expanded
 
 
-def _expand_tree(node: Any, environ: Mapping[str, str], where: str) -> Any:
+MAX_VALUES = 100_000
+"""Far more values than any configuration has; a YAML alias bomb (aliases of aliases) stops here."""
+
+
+def _expand_tree(node: Any, environ: Mapping[str, str], where: str, budget: list[int] | None = None) -> Any:
+    budget = [MAX_VALUES] if budget is None else budget
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ConfigError(f"{where}: more than {MAX_VALUES} values in the file (YAML aliases of aliases?)")
     if isinstance(node, str):
         return expand(node, environ, where)
     if isinstance(node, list):
-        return [_expand_tree(item, environ, f"{where}[{i}]") for i, item in enumerate(node)]
+        return [_expand_tree(item, environ, f"{where}[{i}]", budget) for i, item in enumerate(node)]
     if isinstance(node, dict):
-        return {key: _expand_tree(value, environ, _join(where, key)) for key, value in node.items()}
+        return {key: _expand_tree(value, environ, _join(where, key), budget) for key, value in node.items()}
     return node
 
 
@@ -349,6 +375,8 @@ def _parse_yaml(text: str, path: Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: invalid YAML: {str(error).splitlines()[0]}") from None
+    except ValueError:  # PyYAML's int() of a literal longer than Python allows (4300 digits)
+        raise ConfigError(f"{path}: invalid YAML: a number with thousands of digits") from None
 
 
 # --- typed reading of one mapping ---------------------------------------------------------------------
@@ -423,7 +451,7 @@ class _Section:
         value = self.data.get(key)
         if value is None:
             return default
-        if isinstance(value, _Expanded) and value.strip().isdigit():
+        if isinstance(value, _Expanded) and value.strip().isascii() and value.strip().isdigit():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{self.at(key)}: expected a whole number, got {_show(value)}")
@@ -442,7 +470,7 @@ class _Section:
     def _bounded(self, key: str, value: int, minimum: int, maximum: int | None) -> int:
         if value < minimum or (maximum is not None and value > maximum):
             bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
-            raise ConfigError(f"{self.at(key)}: must be {bounds}, got {value}")
+            raise ConfigError(f"{self.at(key)}: must be {bounds}, got {_show(value)}")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
@@ -455,7 +483,7 @@ class _Section:
         value = self.string(key)
         if not value.strip():
             return None
-        path = Path(value).expanduser()
+        path = file_path(value, self.at(key))
         return path if path.is_absolute() else self.base / path
 
     def readable_path(self, key: str) -> Path | None:
@@ -567,12 +595,15 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
         raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
-    document = _parse_yaml(text, path)
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {_type_name(document)}")
-    document = _expand_tree(document, environ, "")
+    try:
+        document = _parse_yaml(text, path)
+        if document is None:
+            document = {}
+        if not isinstance(document, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {_type_name(document)}")
+        document = _expand_tree(document, environ, "")
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply (or a YAML alias contains itself)") from None
     root = _Section(document, "", TOP_KEYS, path.parent)
     inline: list[str] = []
     web = _web(root.section("web", WEB_KEYS))
@@ -760,7 +791,7 @@ def _env_secret(environ: Mapping[str, str], name: str) -> Secret | None:
         return Secret(value=environ[name], origin=f"env {name}")
     file_name = f"{name}_FILE"
     if environ.get(file_name, "").strip():
-        path = Path(environ[file_name].strip()).expanduser()
+        path = file_path(environ[file_name].strip(), file_name)
         return _read_secret_file(path, file_name, f"file {path}")
     return None
 

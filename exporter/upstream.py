@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -95,22 +96,26 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     value = headers.get("retry-after")
     if value:
         value = value.strip()
+        seconds = _seconds(value)
+        if seconds is not None:
+            return seconds
         try:
-            return min(max(float(value), 0.0), MAX_RETRY_AFTER)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                when = None
-            if when is not None:
-                return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            when = None
+        if when is not None:
+            return min(max(when.timestamp() - time.time(), 0.0), MAX_RETRY_AFTER)
     reset = headers.get("x-ratelimit-reset")
-    if reset:
-        try:
-            return min(max(float(reset.strip()), 0.0), MAX_RETRY_AFTER)
-        except ValueError:
-            return None
-    return None
+    return _seconds(reset) if reset else None
+
+
+def _seconds(text: str) -> float | None:
+    """A number of seconds, capped; None when not a number (`nan` included: it would never be waited)."""
+    try:
+        seconds = float(text.strip())
+    except ValueError:
+        return None
+    return None if math.isnan(seconds) else min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def request_id_of(response: httpx.Response, body: bytes = b"") -> str:

@@ -84,7 +84,7 @@ def page_token_of(metadata: Any) -> str | None:
         raise UpstreamError("decode", f"{ENDPOINT}: metadata.next is not a string", endpoint=ENDPOINT)
     try:
         token = httpx.URL(next_url).params.get("page_token")
-    except httpx.InvalidURL:
+    except (httpx.InvalidURL, ValueError):  # ValueError: e.g. a lone surrogate httpx cannot encode
         token = None
     if not isinstance(token, str) or not token:
         raise UpstreamError("decode", f"{ENDPOINT}: metadata.next has no page_token", endpoint=ENDPOINT)

@@ -53,6 +53,7 @@ class EventParser:
         self._pending_cr = False
         self._reset_event()
         self._discarding = False
+        self._dropping_line = False  # the start of the current line was dropped (too large)
 
     def _reset_event(self) -> None:
         self._event = ""
@@ -63,25 +64,36 @@ class EventParser:
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse a chunk; returns the events it completed (OVERSIZE for each dropped one)."""
         text = self._text.decode(chunk)
+        if not text:  # an empty chunk, or half a character: a pending \r waits for what follows
+            return []
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = text.endswith("\r")
         pieces = _LINE_END.split(text)
         events: list[ServerSentEvent] = []
         for piece in pieces[:-1]:
+            if self._dropping_line:  # the end of a dropped line, not a blank line
+                self._dropping_line = False
+                continue
             if self._partial:
                 self._partial.append(piece)
                 piece = "".join(self._partial)
                 self._partial, self._partial_size = [], 0
             self._line(piece, events)
         tail = pieces[-1]
-        if tail:
+        if tail and not self._partial and tail.startswith(":"):
+            self._dropping_line = True  # a comment, ignored whatever its length
+        elif tail and not self._dropping_line:
             self._partial_size += len(tail)
             if self._partial_size + self._size > self.max_event_bytes:
                 # A line that alone exceeds the cap: forget it, skip the rest of its event.
                 self._partial, self._partial_size = [], 0
                 self._start_discarding()
-            elif not self._discarding:
+                self._dropping_line = True
+            elif self._discarding:
+                self._partial_size = 0
+                self._dropping_line = True
+            else:
                 self._partial.append(tail)
         return events
 
@@ -122,7 +134,8 @@ class EventParser:
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
-        elif name == "retry" and value.isdigit():
+        # isdigit() alone admits "²", which int() refuses; and int() refuses more than 4300 digits.
+        elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= 18:
             self.retry_ms = int(value)
 
 
