@@ -8,8 +8,11 @@ builds it, plus instruments the harness reads on a separate control port:
   generated the change, truncated to the millisecond) to that same moment;
 - event-loop stalls: how late a 5 ms sleep wakes up (a scrape or a re-list holding the loop delays every
   event behind it);
+- garbage collection: every collection's pause (full ones apart), and how many objects the collector tracks;
 - timed re-lists: `sync_once()` called in-process, its wall and CPU time, split into fetch (HTTP and JSON
-  parsing), decode and apply (render and store).
+  parsing), decode and apply (render and store);
+- memory the allocator holds but the objects do not: RSS before and after `gc.collect()` and glibc's
+  `malloc_trim(0)` (called once, at the end).
 
 Recording uses rings allocated at start, so the instruments do not grow the memory being measured.
 """
@@ -19,16 +22,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
+import gc
+import inspect
+import os
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 
-from bench.common import Ring, announce, summary_ms, until_terminated
+from bench.common import Ring, announce, rss_bytes, summary_ms, until_terminated
 from exporter.config import load_settings
 from exporter.confluent.sync import ConfluentSync
 from exporter.lenses import stream as lenses_stream
@@ -38,8 +45,9 @@ from exporter.service import Exporter
 
 RING_SIZE = 1 << 17
 LOOP_PROBE_INTERVAL = 0.005
+WORST_STALLS = 10
+WORST_STALL_FLOOR = 0.05
 STAMP = re.compile(r'"updated_at":"([^"]+)"')
-T = TypeVar("T")
 
 
 class Instruments:
@@ -50,14 +58,26 @@ class Instruments:
         self.handler = Ring(RING_SIZE)
         self.stamped = Ring(RING_SIZE)
         self.loop_lag = Ring(RING_SIZE)
+        self.gc_pauses = Ring(RING_SIZE)
+        self.gc_full_pauses = Ring(RING_SIZE)
+        self.worst_stalls: list[tuple[float, float]] = []
+        self._gc_started = 0.0
         self.events = 0
         self.received = 0.0
         self.steps: dict[str, float] = {}
 
     def reset(self) -> None:
         """Start a new measurement window (the event count keeps running)."""
-        for ring in (self.apply, self.handler, self.stamped, self.loop_lag):
+        for ring in (
+            self.apply,
+            self.handler,
+            self.stamped,
+            self.loop_lag,
+            self.gc_pauses,
+            self.gc_full_pauses,
+        ):
             ring.clear()
+        self.worst_stalls.clear()
 
     def stats(self) -> dict[str, Any]:
         """Every figure of the current window."""
@@ -67,6 +87,12 @@ class Instruments:
             "handler": summary_ms(self.handler.values()),
             "stamped": summary_ms(self.stamped.values()),
             "loop_lag": summary_ms(self.loop_lag.values()),
+            "worst_stalls": [
+                {"at": at, "ms": round(seconds * 1000, 1)}
+                for seconds, at in sorted(self.worst_stalls, reverse=True)
+            ],
+            "gc_pauses": summary_ms(self.gc_pauses.values()),
+            "gc_full_pauses": summary_ms(self.gc_full_pauses.values()),
             "cpu_seconds": time.process_time(),
         }
 
@@ -79,61 +105,96 @@ class Instruments:
             return parser_feed(parser, chunk)
 
         lenses_stream.EventParser.feed = feed  # type: ignore[method-assign, assignment]
-        handle = sync._on_event
+        handle: Callable[..., Any] = sync._on_event
 
-        def on_event(event: Any, request_id: str) -> None:
-            started = time.perf_counter()
-            handle(event, request_id)
-            if event.event != "environment_updated":
-                return
-            done, wall = time.perf_counter(), time.time()
-            self.events += 1
-            self.apply.add(done - self.received)
-            self.handler.add(done - started)
-            stamp = STAMP.search(event.data)
-            if stamp is not None:
-                with contextlib.suppress(ValueError):
-                    self.stamped.add(wall - datetime.fromisoformat(stamp.group(1)).timestamp())
+        # The handler may be a plain function or a coroutine function: wrap it as what it is.
+        if inspect.iscoroutinefunction(handle):
 
-        sync._on_event = on_event  # type: ignore[method-assign]
+            async def on_event_async(event: Any, request_id: str) -> None:
+                received, started = self.received, time.perf_counter()
+                await handle(event, request_id)
+                self._record(event, received, started)
+
+            sync._on_event = on_event_async  # type: ignore[method-assign, assignment, unused-ignore]
+        else:
+
+            def on_event(event: Any, request_id: str) -> None:
+                received, started = self.received, time.perf_counter()
+                handle(event, request_id)
+                self._record(event, received, started)
+
+            sync._on_event = on_event  # type: ignore[method-assign, assignment]
+
+    def _record(self, event: Any, received: float, started: float) -> None:
+        if event.event != "environment_updated":
+            return
+        done, wall = time.perf_counter(), time.time()
+        self.events += 1
+        self.apply.add(done - received)
+        self.handler.add(done - started)
+        stamp = STAMP.search(event.data)
+        if stamp is not None:
+            with contextlib.suppress(ValueError):
+                self.stamped.add(wall - datetime.fromisoformat(stamp.group(1)).timestamp())
 
     def time_steps(self, sync: LensesSync) -> None:
-        """Record the duration of each step of a listing: fetch, decode, apply."""
-        list_environments = sync.client.list_environments
+        """Record the duration of each step of a listing: fetch, decode, apply (each may be a plain or a
+        coroutine function)."""
+        self._wrap(sync.client, "list_environments", "fetch")
+        self._wrap(sync, "_decode_all", "decode")
+        self._wrap(sync, "_apply_listing", "apply")
 
-        async def fetch() -> Any:
-            return await self._timed_async("fetch", list_environments)
+    def _wrap(self, owner: object, attribute: str, step: str) -> None:
+        function: Callable[..., Any] | None = getattr(owner, attribute, None)
+        if function is None:
+            return
+        if inspect.iscoroutinefunction(function):
 
-        sync.client.list_environments = fetch  # type: ignore[method-assign]
-        for step, attribute in (("decode", "_decode_all"), ("apply", "_apply_listing")):
-            function = getattr(sync, attribute, None)
-            if function is not None:
-                setattr(sync, attribute, self._timed(step, function))
+            async def timed_async(*arguments: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return await function(*arguments)
+                finally:
+                    self.steps[step] = time.perf_counter() - started
 
-    async def _timed_async(self, step: str, function: Callable[[], Awaitable[T]]) -> T:
-        started = time.perf_counter()
-        try:
-            return await function()
-        finally:
-            self.steps[step] = time.perf_counter() - started
+            setattr(owner, attribute, timed_async)
+        else:
 
-    def _timed(self, step: str, function: Callable[..., T]) -> Callable[..., T]:
-        def timed(*arguments: Any) -> T:
-            started = time.perf_counter()
-            try:
-                return function(*arguments)
-            finally:
-                self.steps[step] = time.perf_counter() - started
+            def timed(*arguments: Any) -> Any:
+                started = time.perf_counter()
+                try:
+                    return function(*arguments)
+                finally:
+                    self.steps[step] = time.perf_counter() - started
 
-        return timed
+            setattr(owner, attribute, timed)
 
     async def watch_loop(self) -> None:
-        """Record how late each short sleep wakes up."""
+        """Record how late each short sleep wakes up, and when the worst ones happened (wall clock)."""
         loop = asyncio.get_running_loop()
         while True:
             before = loop.time()
             await asyncio.sleep(LOOP_PROBE_INTERVAL)
-            self.loop_lag.add(max(0.0, loop.time() - before - LOOP_PROBE_INTERVAL))
+            late = max(0.0, loop.time() - before - LOOP_PROBE_INTERVAL)
+            self.loop_lag.add(late)
+            if late > WORST_STALL_FLOOR:
+                self.worst_stalls.append((late, time.time()))
+                self.worst_stalls.sort(reverse=True)
+                del self.worst_stalls[WORST_STALLS:]
+
+    def watch_gc(self) -> None:
+        """Record the duration of every garbage collection (full ones, generation 2, apart too)."""
+
+        def callback(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                self._gc_started = time.perf_counter()
+                return
+            pause = time.perf_counter() - self._gc_started
+            self.gc_pauses.add(pause)
+            if info.get("generation") == 2:
+                self.gc_full_pauses.add(pause)
+
+        gc.callbacks.append(callback)
 
 
 def control_app(exporter: Exporter, instruments: Instruments) -> web.Application:
@@ -186,7 +247,25 @@ def control_app(exporter: Exporter, instruments: Instruments) -> web.Application
             )
         return web.json_response({"runs": runs})
 
+    async def garbage(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "tracked_objects": len(gc.get_objects()),
+                "frozen_objects": gc.get_freeze_count(),
+                "thresholds": gc.get_threshold(),
+            }
+        )
+
+    async def trim(request: web.Request) -> web.Response:
+        before = rss_bytes(os.getpid())
+        gc.collect()
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        return web.json_response({"rss_before_bytes": before, "rss_after_bytes": rss_bytes(os.getpid())})
+
     app = web.Application()
+    app.router.add_get("/gc", garbage)
+    app.router.add_post("/trim", trim)
     app.router.add_get("/stats", stats)
     app.router.add_get("/events", events)
     app.router.add_post("/reset", reset)
@@ -201,6 +280,7 @@ async def serve(config: Path) -> None:
     configure_logging("warning", "json", settings.secret_values)
     exporter = Exporter(settings)
     instruments = Instruments()
+    instruments.watch_gc()
     for source in exporter.sources:
         if isinstance(source, LensesSync):
             instruments.watch_stream(source)

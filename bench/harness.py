@@ -50,6 +50,7 @@ ISSUES_BASE = 900_000
 PROBE_ATTEMPTS = 50
 READY_TIMEOUT = 600.0
 STALL_TIMEOUT = 60.0
+CHUNK = 1 << 20
 
 
 @dataclass
@@ -165,18 +166,24 @@ class Bench:
         """How many environment updates per second the simulator generates."""
         await self.get_json(f"{self.sim['url']}/_admin/faults", "POST", {"updates_per_second": rate})
 
-    async def scrape(self, server: str, encoding: str) -> tuple[float, bytes]:
-        """One timed GET of /metrics: from sending the request to the last byte of the body."""
+    async def scrape(self, server: str, encoding: str, keep: bool = False) -> tuple[float, int, bytes]:
+        """One timed GET of /metrics: from sending the request to the body's last byte. Chunks are counted
+        as they arrive (and joined afterwards, untimed, when `keep`), so the client's own cost stays small."""
         headers = {"Accept-Encoding": "gzip" if encoding == "gzip" else "identity"}
+        chunks: list[bytes] = []
+        size = 0
         started = time.perf_counter()
         async with self.session.get(self.url(server), headers=headers) as response:
-            body = await response.read()
+            async for chunk in response.content.iter_chunked(CHUNK):
+                size += len(chunk)
+                if keep:
+                    chunks.append(chunk)
         elapsed = time.perf_counter() - started
         if response.status != 200:
             raise RuntimeError(f"{server} /metrics answered {response.status}")
         if (response.headers.get("Content-Encoding") == "gzip") != (encoding == "gzip"):
             raise RuntimeError(f"{server} /metrics ignored Accept-Encoding for {encoding}")
-        return elapsed, body
+        return elapsed, size, b"".join(chunks)
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds of every child so far, and of this process."""
@@ -226,6 +233,7 @@ class Bench:
     async def run(self) -> None:
         """Every phase, in order; children are stopped whatever happens."""
         try:
+            await self.calibrate()
             await self.start_simulator()
             await self.start_exporter()
             await self.start_references()
@@ -236,12 +244,33 @@ class Bench:
             await self.relist()
             await self.churn()
             await self.upstream_cost()
+            await self.trim()
             if self.options.profile:
                 await self.profiles()
         finally:
             for child in list(self.children.values()):
                 with contextlib.suppress(Exception):
                     await child.stop()
+
+    async def calibrate(self) -> None:
+        """How many CPU-bound processes this machine runs in parallel: one busy loop alone, then two at
+        once (a machine whose cores are busy siblings shows about 1 rather than 2)."""
+        loop = "import time; n = time.perf_counter(); sum(range(20_000_000)); print(time.perf_counter() - n)"
+
+        async def busy(count: int) -> float:
+            processes = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", loop, stdout=asyncio.subprocess.PIPE
+                )
+                for _ in range(count)
+            ]
+            outputs = [await process.communicate() for process in processes]
+            return statistics.mean(float(output.decode()) for output, _ in outputs)
+
+        alone = await busy(1)
+        together = await busy(2)
+        self.details["machine"] = {"busy_loop_alone_s": alone, "busy_loop_two_at_once_s": together}
+        self.figures["effective_parallelism"] = 2 * alone / together
 
     async def start_simulator(self) -> None:
         """Generate the world in its own process; time serving the listing and every agent page."""
@@ -344,6 +373,9 @@ log:
         self.figures["initial_sync_s"] = time.perf_counter() - started
         self.ready_at = time.monotonic()
         self.figures["rss_after_sync_mb"] = exporter.rss_bytes() / 2**20
+        garbage = await self.get_json(self.control("/gc"))
+        self.details["gc_after_sync"] = garbage
+        self.figures["gc_tracked_objects"] = float(garbage["tracked_objects"])
         own = await self.own_metrics()
         self.counters_at_ready = own
         for name, value in own.items():
@@ -364,7 +396,7 @@ log:
         self.children["baseline"] = await Child.start(
             "baseline", "bench.baseline", [str(config)], work / "logs", READY_TIMEOUT
         )
-        _, body = await self.scrape("exporter", "text")
+        _, _, body = await self.scrape("exporter", "text", keep=True)
         body_file = work / "metrics.txt"
         body_file.write_bytes(body)
         self.children["floor"] = await Child.start("floor", "bench.floor", [str(body_file)], work / "logs")
@@ -384,20 +416,24 @@ log:
         pairs = [(server, encoding) for server in SERVERS for encoding in ENCODINGS]
         sizes: dict[str, int] = {}
         for server, encoding in pairs:  # warm-up: connections open, caches filled
-            _, body = await self.scrape(server, encoding)
-            sizes[f"{server}_{encoding}"] = len(body)
-        _, body = await self.scrape("baseline", "text")
-        self.details["baseline_body"] = {"text_bytes": len(body), "gzip_bytes": sizes["baseline_gzip"]}
+            _, sizes[f"{server}_{encoding}"], _ = await self.scrape(server, encoding)
+        self.details["baseline_body"] = {
+            "text_bytes": sizes["baseline_text"],
+            "gzip_bytes": sizes["baseline_gzip"],
+        }
         self.figures["scrape_gzip_body_mb"] = sizes["exporter_gzip"] / 2**20
         await self.get_json(self.control("/reset"), "POST")
         events_before = await self.exporter_events()
         timings: dict[tuple[str, str], list[float]] = {pair: [] for pair in pairs}
         cpu_before, started = self.cpu(), time.perf_counter()
+        log: list[tuple[float, str, float]] = []
         for round_ in range(options.scrapes):
             shift = round_ % len(pairs)
             for server, encoding in pairs[shift:] + pairs[:shift]:
-                elapsed, _ = await self.scrape(server, encoding)
+                at = time.time()
+                elapsed, _, _ = await self.scrape(server, encoding)
                 timings[(server, encoding)].append(elapsed)
+                log.append((at, f"{server} {encoding}", elapsed))
         seconds = time.perf_counter() - started
         stats = await self.get_json(self.control("/stats"))
         events = stats["events"] - events_before
@@ -407,10 +443,14 @@ log:
             "update_rate_achieved": events / seconds,
             "cpu_percent": self.cpu_share(cpu_before, self.cpu(), seconds),
             "bodies": sizes,
+            "log": [[round(at, 3), what, round(elapsed, 4)] for at, what, elapsed in log],
         }
         for (server, encoding), values in timings.items():
             summary = summary_ms(values)
-            self.details.setdefault("scrape", {}).setdefault(server, {})[encoding] = summary
+            self.details.setdefault("scrape", {}).setdefault(server, {})[encoding] = {
+                **summary,
+                "samples_ms": [round(value * 1000, 2) for value in values],
+            }
             prefix = "scrape" if server == "exporter" else server
             self.figures[f"{prefix}_{encoding}_median_ms"] = statistics.median(values) * 1000
             self.figures[f"{prefix}_{encoding}_p99_ms"] = summary["p99_ms"]
@@ -429,6 +469,8 @@ log:
             figures[f"update_{name}_p99_ms"] = stats[name]["p99_ms"]
         figures["loop_stall_p99_ms"] = stats["loop_lag"]["p99_ms"]
         figures["loop_stall_max_ms"] = stats["loop_lag"]["max_ms"]
+        figures["gc_pause_p99_ms"] = stats["gc_pauses"]["p99_ms"]
+        figures["gc_pause_max_ms"] = stats["gc_pauses"]["max_ms"]
 
     async def external_check(self) -> None:
         """Change a figure in the simulator, then scrape the exporter until the new value shows.
@@ -450,7 +492,7 @@ log:
             )
             for attempt in range(1, PROBE_ATTEMPTS + 1):
                 began = time.perf_counter()
-                _, body = await self.scrape("exporter", "text")
+                _, _, body = await self.scrape("exporter", "text", keep=True)
                 at = body.find(prefix)
                 line = body[at : body.find(b"\n", at) + 1] if at >= 0 else b""
                 if line.endswith(expected):
@@ -531,6 +573,12 @@ log:
         self.figures["churn_rate_per_s"] = done / seconds
         self.figures["churn_apply_p99_ms"] = stats["apply"]["p99_ms"]
         self.figures["rss_after_churn_mb"] = rss_after / 2**20
+
+    async def trim(self) -> None:
+        """RSS once garbage is collected and glibc has returned its free memory: what the objects hold."""
+        trimmed = await self.get_json(self.control("/trim"), "POST")
+        self.details["trim"] = trimmed
+        self.figures["rss_after_trim_mb"] = trimmed["rss_after_bytes"] / 2**20
 
     async def upstream_cost(self) -> None:
         """Requests per minute per target at default settings: the measured cost of one cycle times the

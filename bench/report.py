@@ -54,6 +54,9 @@ ROWS = (
     Row("update_external_p99_ms", "update: change sent -> on /metrics (external), p99", "ms"),
     Row("loop_stall_p99_ms", "event-loop stall while scraping, p99", "ms"),
     Row("loop_stall_max_ms", "event-loop stall while scraping, max", "ms"),
+    Row("gc_pause_p99_ms", "garbage collection pause while scraping, p99", "ms"),
+    Row("gc_pause_max_ms", "garbage collection pause while scraping, max", "ms"),
+    Row("gc_tracked_objects", "objects tracked by the collector after sync", ""),
     Row("relist_wall_s", "re-list (sync_once) wall", "s", "<= 1.5 s", lambda v: v <= 1.5),
     Row("relist_cpu_s", "re-list CPU", "s"),
     Row("relist_fetch_s", "re-list: fetch (HTTP + JSON)", "s"),
@@ -65,6 +68,7 @@ ROWS = (
     Row("rss_after_sync_mb", "RSS after sync", "MB", "<= 300 MB", lambda v: v <= 300),
     Row("rss_before_churn_mb", "RSS after the scrape phase", "MB"),
     Row("rss_after_churn_mb", "RSS after the churn", "MB", "<= 300 MB, flat", lambda v: v <= 300),
+    Row("rss_after_trim_mb", "RSS after the churn, after gc.collect() + malloc_trim(0)", "MB"),
     Row("churn_updates", "updates applied in the churn", ""),
     Row("churn_rate_per_s", "churn rate achieved", "/s"),
     Row("churn_apply_p99_ms", "update latency during the churn, p99", "ms"),
@@ -78,6 +82,7 @@ ROWS = (
     Row("body_gzip_mb", "exposition size, gzip level 1 (the floor's)", "MB"),
     Row("scrape_gzip_body_mb", "exposition size, the exporter's gzip", "MB"),
     Row("series", "series exposed", ""),
+    Row("effective_parallelism", "CPU-bound processes the machine runs at once", "x"),
 )
 
 REQUIRED_FIGURES = tuple(row.key for row in ROWS)
@@ -107,8 +112,14 @@ DEFINITIONS = """\
 - **re-list**: the Lenses sync's `sync_once()` called in the exporter's process with updates paused: wall
   time and `time.process_time()`; fetch = HTTP and JSON parsing, decode = objects to models, apply =
   render and store. **Confluent poll**: `ConfluentSync.poll(target)` likewise, every page of one target.
+- **garbage collection**: every pause of Python's collector in the exporter (`gc.callbacks`) over the scrape
+  phase; a full (generation 2) collection walks every tracked object and holds the event loop meanwhile.
 - **RSS**: resident set size of the exporter's process from /proc, after the first sync of every target,
-  after the scrape phase, and after the churn (sampled every tenth of it: see the JSON).
+  after the scrape phase, and after the churn (sampled every tenth of it: see the JSON); at the very end,
+  again after `gc.collect()` and glibc's `malloc_trim(0)`: the difference is memory the allocator keeps
+  from earlier peaks (large scrape bodies), not memory the objects hold.
+- **effective parallelism**: a busy loop alone, then two at once; 2 * alone / together. Every process of
+  the run (simulator, exporter, baseline, floor, client) shares these cores.
 - **upstream requests/min**: the requests of one sync cycle, counted by the exporter's own
   `lenses_hq_exporter_upstream_requests_total` across the timed re-lists and polls (per re-list; per
   Confluent target), times the cycles per minute at the default poll intervals (Lenses 30 s, Confluent
@@ -232,6 +243,17 @@ def _notes(key: str, details: dict[str, Any]) -> str:
     if key == "update_external_p99_ms" and "external_check" in details:
         needed = details["external_check"]["scrapes_needed"]
         return f"first scrape showed it in {sum(1 for n in needed if n == 1)} of {len(needed)} probes"
+    if key == "gc_pause_max_ms" and scrape:
+        full = details["update_latency_while_scraping"]["gc_full_pauses"]
+        if not full["count"]:
+            return "no full (generation 2) collection"
+        return (
+            f"{full['count']:.0f} full (generation 2) collections in {scrape['seconds']:.0f} s, "
+            f"p50 {full['p50_ms']:.0f} ms, longest {full['max_ms']:.0f} ms"
+        )
+    if key == "loop_stall_max_ms" and "update_latency_while_scraping" in details:
+        worst = details["update_latency_while_scraping"].get("worst_stalls", [])
+        return "longest: " + ", ".join(f"{stall['ms']:.0f} ms" for stall in worst[:5]) if worst else ""
     if key == "series" and "baseline_body" in details:
         return f"baseline body {details['baseline_body']['text_bytes'] / 2**20:.1f} MB text"
     return ""
