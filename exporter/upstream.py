@@ -192,8 +192,11 @@ async def _fetch(
                 body = await _read_capped(response, max_bytes, endpoint)
         except httpx.TimeoutException:
             raise UpstreamError("timeout", f"{endpoint}: timed out", endpoint=endpoint) from None
-        except httpx.ConnectError:
-            raise UpstreamError("connect", f"{endpoint}: cannot connect", endpoint=endpoint) from None
+        except httpx.ConnectError as error:
+            raise (
+                certificate_failure(endpoint, error)
+                or UpstreamError("connect", f"{endpoint}: cannot connect", endpoint=endpoint)
+            ) from None
         except httpx.TransportError as error:
             raise UpstreamError("network", f"{endpoint}: {type(error).__name__}", endpoint=endpoint) from None
         request_id = request_id_of(response, body)
@@ -242,6 +245,20 @@ async def _fetch(
             ) from None
     raise UpstreamError(
         "redirect_loop", f"{endpoint}: more than {MAX_REDIRECTS} redirects", endpoint=endpoint
+    )
+
+
+def certificate_failure(endpoint: str, error: BaseException) -> UpstreamError | None:
+    """A connection refused because the upstream's TLS certificate is not trusted, as an error that says so
+    (reason `tls`, not retried: only a configuration change helps); None for any other failure."""
+    cause: BaseException | None = error
+    while cause is not None and not isinstance(cause, ssl.SSLCertVerificationError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return None
+    detail = getattr(cause, "verify_message", "") or "verification failed"
+    return UpstreamError(
+        "tls", f"{endpoint}: TLS certificate not trusted: {detail} (see tls.ca_file)", endpoint=endpoint
     )
 
 

@@ -19,7 +19,13 @@ from typing import Final
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from exporter.upstream import UpstreamError, parse_retry_after, reason_for_status, request_id_of
+from exporter.upstream import (
+    UpstreamError,
+    certificate_failure,
+    parse_retry_after,
+    reason_for_status,
+    request_id_of,
+)
 
 OVERSIZE: Final = ServerSentEvent(event="oversize")
 """Stands in for an event that was larger than the cap and was dropped."""
@@ -206,7 +212,10 @@ async def connect_stream(
     except httpx.TimeoutException:
         raise UpstreamError("timeout", "stream: timed out opening", endpoint="stream") from None
     except httpx.TransportError as error:
-        raise UpstreamError("network", f"stream: {type(error).__name__}", endpoint="stream") from None
+        raise (
+            certificate_failure("stream", error)
+            or UpstreamError("network", f"stream: {type(error).__name__}", endpoint="stream")
+        ) from None
 
 
 async def _read_some(response: httpx.Response, limit: int = 65536) -> bytes:

@@ -58,6 +58,7 @@ class LensesSync:
         self.status = health.register(SOURCE, self.target)
         self.client = LensesClient(settings, telemetry)
         self.relist = asyncio.Event()
+        self._listed = asyncio.Event()  # set by a successful listing: a stream backing off tries again now
         self._environments: dict[str, Environment] = {}
         self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
         self._listing_started = float("-inf")  # when the listing applied last was requested
@@ -103,6 +104,7 @@ class LensesSync:
             await self._poll_connections(environments)
         await self._apply_listing(environments, started_wall)
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
+        self._listed.set()
         return True
 
     async def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
@@ -207,7 +209,7 @@ class LensesSync:
                         failures, logged_error = 0, ""
                         await self._on_event(event, stream.request_id)
                 self._stream_state("reconnecting", 0)
-                delay = _retry_delay(parser, failures)
+                delay, wake_early = _retry_delay(parser, failures), True
             except StreamUnavailable as unavailable:
                 if self.status.stream != "unavailable":
                     log.info(
@@ -218,7 +220,7 @@ class LensesSync:
                         retry_in=self.settings.sse_unavailable_probe_interval,
                     )
                 self._stream_state("unavailable", 0)
-                delay = self.settings.sse_unavailable_probe_interval
+                delay, wake_early = self.settings.sse_unavailable_probe_interval, False
             except UpstreamError as error:
                 failures += 1
                 self.telemetry.failures.labels(SOURCE, "stream", error.reason).inc()
@@ -229,7 +231,18 @@ class LensesSync:
                     )
                 self._stream_state("reconnecting", 0)
                 delay = error.retry_after if error.retry_after is not None else _retry_delay(parser, failures)
+                wake_early = error.retry_after is None
+            await self._reconnect_wait(delay, wake_early)
+
+    async def _reconnect_wait(self, delay: float, wake_early: bool) -> None:
+        """Wait before reconnecting; a backoff (not a wait the upstream asked for) ends early when a listing
+        succeeds meanwhile: the upstream is back, so the stream need not lag the poll by up to a minute."""
+        if not wake_early:
             await asyncio.sleep(delay)
+            return
+        self._listed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listed.wait(), timeout=delay)
 
     def _stream_state(self, state: str, connected: int) -> None:
         self.status.stream = state

@@ -1,0 +1,185 @@
+"""The fault matrix: every row (a way the world breaks), the outcome each test measures for it, and the
+report (`docs/reliability.md`) written from those outcomes when the suite runs with RELIABILITY_REPORT=1."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPORT = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
+REPORT_VARIABLE = "RELIABILITY_REPORT"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One way the world breaks: an id (what the doc and the tests share), the fault, and what the exporter
+    must show."""
+
+    id: str
+    fault: str
+    expected: str
+
+
+ROWS = (
+    Row(
+        "down-at-start",
+        "Upstream not listening when the exporter starts",
+        "`up` 0 (connect), ready; up 1 once it listens",
+    ),
+    Row(
+        "down-mid-run",
+        "Upstream stops mid-run, then comes back",
+        "`up` 0, stream reconnecting, data kept; recovery",
+    ),
+    Row("5xx-burst", "Every request answered 503", "`up` 0 (http_5xx) after retries, data kept; recovery"),
+    Row(
+        "429-retry-after",
+        "Every request answered 429 with Retry-After: 1",
+        "waits as asked, then `up` 0 (http_429)",
+    ),
+    Row(
+        "429-no-headers",
+        "Every request answered 429 without rate-limit headers",
+        "backs off, then `up` 0 (http_429)",
+    ),
+    Row("slow-responses", "Responses slower than the timeout", "`up` 0 (timeout), data kept; recovery"),
+    Row("body-truncated", "JSON bodies cut in the middle", "`up` 0 (decode), data kept; recovery"),
+    Row("body-not-json", "An HTML error page with status 200", "`up` 0 (decode), data kept; recovery"),
+    Row("body-wrong-content-type", "A JSON body served as text/html", "`up` 0 (content_type), data kept"),
+    Row("drift-nulls", "Every field but the name null", "`up` 1, only the null fields' series dropped"),
+    Row(
+        "drift-wrong-types",
+        "Strings for numbers, numbers for strings",
+        "`up` 1, wrongly typed series dropped",
+    ),
+    Row("drift-missing-blocks", "Whole blocks missing (agent metrics, spec)", "`up` 1, their series dropped"),
+    Row("drift-huge-numbers", "Numbers of 10^30, 2^64+1 and 1.7e308", "`up` 1, exported as floats"),
+    Row("drift-negative", "Negative counts and durations", "`up` 1, exported as sent"),
+    Row("sse-404", "The live stream answers 404", "stream `unavailable`, polling keeps `up` 1; found again"),
+    Row(
+        "sse-cut-mid-event",
+        "The stream drops in the middle of an event",
+        "reconnect, the event re-read via the snapshot",
+    ),
+    Row("sse-silent", "The stream stays open and sends nothing", "idle timeout, reconnecting; reconnect"),
+    Row(
+        "sse-garbage",
+        "Garbage lines and unknown events around every event",
+        "events still applied, unknown counted",
+    ),
+    Row(
+        "sse-oversize",
+        "One event larger than sse_max_event_bytes",
+        "dropped and counted `oversize`, stream stays open",
+    ),
+    Row("sse-flood", "10,000 events a second for a few seconds", "memory bounded, scrapes served, converges"),
+    Row(
+        "token-rotated",
+        "Credentials rotated upstream and on disk",
+        "the next request reads the new file; no restart",
+    ),
+    Row(
+        "401-then-fixed",
+        "Wrong credentials in the file, then fixed",
+        "`up` 0 (http_401), then 1 without restart",
+    ),
+    Row(
+        "tls-untrusted",
+        "Upstream TLS certificate from an unknown CA",
+        "`up` 0 with a certificate reason; tls.ca_file recovers",
+    ),
+    Row(
+        "scrapers-while-flapping",
+        "50 concurrent scrapers while the upstream flaps",
+        "every scrape parses, no crash, memory bounded",
+    ),
+)
+ROW_IDS = tuple(row.id for row in ROWS)
+
+
+@dataclass
+class Outcome:
+    """What a row measured for one source."""
+
+    row: str
+    source: str
+    detected: str = "-"  # seconds until the exporter showed the fault, or how it showed
+    recovered: str = "-"  # seconds from the fault clearing until `up` 1 and the data current
+    during: str = ""  # what `up`, the reason and the stream showed while the fault lasted
+    data: str = ""  # what happened to the data series
+
+
+@dataclass
+class Collector:
+    """Outcomes recorded by the session's tests, in the order of ROWS."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def record(self, outcome: Outcome) -> None:
+        assert outcome.row in ROW_IDS, outcome.row
+        self.outcomes.append(outcome)
+
+    def render(self) -> str:
+        order = {row: index for index, row in enumerate(ROW_IDS)}
+        lines = [
+            HEADER,
+            "| Row | Fault | Source | Detected | Recovered | During the fault | Data series |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        faults = {row.id: row.fault for row in ROWS}
+        for outcome in sorted(self.outcomes, key=lambda o: (order[o.row], o.source)):
+            cells = (
+                outcome.row,
+                faults[outcome.row],
+                outcome.source,
+                outcome.detected,
+                outcome.recovered,
+                outcome.during,
+                outcome.data,
+            )
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+        missing = [row for row in ROW_IDS if row not in {o.row for o in self.outcomes}]
+        if missing:
+            lines += ["", "Not measured in this run: " + ", ".join(f"`{row}`" for row in missing) + "."]
+        lines += ["", "## What each row expects", "", "| Row | Expected |", "| --- | --- |"]
+        lines += [f"| {row.id} | {row.expected} |" for row in ROWS]
+        return "\n".join(lines) + "\n"
+
+
+def write_report(collector: Collector, environ: dict[str, str], path: Path = REPORT) -> bool:
+    """Write the report when the environment asks for it (RELIABILITY_REPORT=1) and something was
+    measured; a normal run leaves the committed file alone. Returns whether it wrote."""
+    if environ.get(REPORT_VARIABLE) != "1" or not collector.outcomes:
+        return False
+    path.write_text(collector.render(), encoding="utf-8")
+    return True
+
+
+def seconds(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+HEADER = """\
+# Reliability: what the exporter shows when the world breaks
+
+Generated by `tests/faults/` (`RELIABILITY_REPORT=1 .venv/bin/pytest tests/faults`); do not edit by hand.
+Each row runs the simulator and an exporter with both sources (Lenses HQ with its live stream, one Confluent
+Flink target listed two agents a page) over real HTTP on loopback, both polling every second, with the
+fault switched on through the simulator's fault switches and off again.
+
+- **Detected**: seconds from the fault starting until `lenses_hq_exporter_up` showed it (0), or until the
+  stream state changed; for faults that retry (connect, 5xx, 429, timeout) this includes the retries.
+- **Recovered**: seconds from the fault clearing until `up` was 1 again with every series current. The
+  bound asserted is one poll interval (1 s, +10 % jitter for Confluent) plus 1 s of grace; when a fault
+  clears while a sync is waiting between retries, that wait (at most 2.5 s) comes on top. The live stream
+  is open again within that bound too: a successful listing ends the stream's reconnect backoff.
+- **During the fault**: `up`, the failure reasons counted on
+  `lenses_hq_exporter_upstream_request_failures_total` (`endpoint:reason`), and the stream state from the
+  landing page and `lenses_hq_exporter_sse_connected`.
+- **Data series**: whether every `lenses_environment_*` / `confluent_flink_agent_*` series kept its last
+  good value while the fault lasted.
+
+Times are from one run on a two-core machine and vary between runs; the assertions are on the bounds.
+
+## The matrix
+"""
