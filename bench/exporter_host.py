@@ -43,7 +43,8 @@ from exporter.lenses.sync import LensesSync
 from exporter.logs import configure_logging
 from exporter.service import Exporter
 
-RING_SIZE = 1 << 17
+RING_SIZE = 1 << 16
+GC_RING_SIZE = 1 << 13
 LOOP_PROBE_INTERVAL = 0.005
 WORST_STALLS = 10
 WORST_STALL_FLOOR = 0.05
@@ -58,8 +59,8 @@ class Instruments:
         self.handler = Ring(RING_SIZE)
         self.stamped = Ring(RING_SIZE)
         self.loop_lag = Ring(RING_SIZE)
-        self.gc_pauses = Ring(RING_SIZE)
-        self.gc_full_pauses = Ring(RING_SIZE)
+        self.gc_pauses = Ring(GC_RING_SIZE)
+        self.gc_full_pauses = Ring(GC_RING_SIZE)
         self.worst_stalls: list[tuple[float, float]] = []
         self._gc_started = 0.0
         self.events = 0

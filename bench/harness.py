@@ -44,7 +44,8 @@ from bench.profiling import Recording, py_spy
 from exporter.config import Settings, load_settings
 
 RESULTS = ROOT / "bench" / "results"
-SERVERS = ("exporter", "floor", "baseline")
+SERVERS = ("exporter", "floor", "floor_response", "baseline")
+PATHS = {"floor_response": ("floor", "/whole")}
 ENCODINGS = ("text", "gzip")
 ISSUES_BASE = 900_000
 PROBE_ATTEMPTS = 50
@@ -149,8 +150,9 @@ class Bench:
     # ----- helpers ------------------------------------------------------------------------------
 
     def url(self, server: str) -> str:
-        """The /metrics URL of a server."""
-        return f"http://127.0.0.1:{self.children[server].ready['port']}/metrics"
+        """The /metrics URL of a server (the floor's whole-body variant is another path of the floor)."""
+        child, path = PATHS.get(server, (server, "/metrics"))
+        return f"http://127.0.0.1:{self.children[child].ready['port']}{path}"
 
     def control(self, path: str) -> str:
         """A URL of the exporter's control port."""

@@ -31,10 +31,12 @@ ROWS = (
     Row("scrape_text_p99_ms", "scrape /metrics text, p99", "ms"),
     Row("scrape_gzip_median_ms", "scrape /metrics gzip, median", "ms"),
     Row("scrape_gzip_p99_ms", "scrape /metrics gzip, p99", "ms"),
-    Row("floor_text_median_ms", "floor text (same bytes from memory), median", "ms"),
+    Row("floor_text_median_ms", "floor text (same bytes, memory slices), median", "ms"),
     Row("floor_text_p99_ms", "floor text, p99", "ms"),
     Row("floor_gzip_median_ms", "floor gzip (pre-compressed), median", "ms"),
     Row("floor_gzip_p99_ms", "floor gzip, p99", "ms"),
+    Row("floor_response_text_median_ms", "same bytes as one web.Response(body=...), text, median", "ms"),
+    Row("floor_response_gzip_median_ms", "same bytes as one web.Response(body=...), gzip, median", "ms"),
     Row("baseline_text_median_ms", "baseline text (collector + generate_latest), median", "ms"),
     Row("baseline_text_p99_ms", "baseline text, p99", "ms"),
     Row("baseline_gzip_median_ms", "baseline gzip, median", "ms"),
@@ -93,8 +95,11 @@ DEFINITIONS = """\
   not decompressed), from sending the request to the body's last byte. Exporter, floor and baseline take
   turns, round-robin with a rotating order, text and gzip, the same number of samples each, while the
   simulator sends environment updates over the live stream. p99 is nearest-rank (of 20 samples: the max).
-- **floor**: a trivial aiohttp handler in its own process serving the exporter's own body from memory;
-  the gzip floor serves it compressed once beforehand (level 1, as the exporter compresses).
+- **floor**: a trivial aiohttp handler in its own process streaming the exporter's own body from memory
+  in 1 MiB memoryview slices with a Content-Length (nothing copied before the socket); the gzip floor
+  serves it compressed once beforehand (level 1, as the exporter compresses). The same bytes answered as
+  one `web.Response(body=...)` are shown too: on Python 3.11 asyncio joins and buffers such a body
+  before the socket takes it, and that costs several times the floor.
 - **baseline**: the same families built by a prometheus_client custom collector from the decoded state at
   scrape time, `generate_latest` (and gzip) run with `asyncio.to_thread`, in its own process, following
   the same live stream.
