@@ -81,7 +81,9 @@ class ConfluentTarget:
     page_size: int = 100
     max_pages: int = 1000
     max_body_bytes: int = 64 * 1024 * 1024
-    proxy_url: str = ""  # optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128
+    # Optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128; out of the repr, since
+    # it may carry a password.
+    proxy_url: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -235,14 +237,19 @@ def check_url(value: str, where: str, *, allow_credentials: bool = False) -> str
         parts.port  # noqa: B018 - raises ValueError on a malformed port
         userinfo = "@" in parts.netloc
     except ValueError:
-        raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}") from None
+        raise ConfigError(f"{where}: not an http(s) URL: {_show(_masked(value))}") from None
     if userinfo and not allow_credentials:  # never echoed: it may hold a password
         raise ConfigError(f"{where}: credentials do not belong in the URL (use the token or *_file keys)")
     if scheme not in ("http", "https") or not host:
-        raise ConfigError(f"{where}: not an http(s) URL: {_show(value)}")
+        raise ConfigError(f"{where}: not an http(s) URL: {_show(_masked(value))}")
     if parts.query or parts.fragment:
-        raise ConfigError(f"{where}: a base URL takes no query or fragment: {_show(value)}")
+        raise ConfigError(f"{where}: a base URL takes no query or fragment: {_show(_masked(value))}")
     return value.rstrip("/")
+
+
+def _masked(url: str) -> str:
+    """A URL for a message: whatever stands before an `@` in its authority (user and password) masked."""
+    return re.sub(r"(//)[^/?#]*@", r"\1***@", url)
 
 
 def url_host(url: str) -> str:
