@@ -25,6 +25,9 @@ from tests.faults.rig import (
 )
 from tests.support import parse_samples
 
+MEMORY_BOUND = 100 * 2**20
+"""What a row may add to the process's resident memory (simulator and exporter share the process)."""
+
 
 def topics(state: State, environment: str) -> float | None:
     for name, labels, value in state.data["lenses"]:
@@ -203,6 +206,7 @@ async def test_stream_oversize_event(reliability: Collector) -> None:
             what="the oversize event dropped and counted",
         )
         grown = rss_bytes() - rss
+        assert grown < MEMORY_BOUND, f"memory grew {grown / 2**20:.0f} MiB for one dropped event"
         name = connected_environment(running)
         running.sim.world.set_metrics(name, "data", num_topics=8080)
         await running.until(lambda s: topics(s, name) == 8080, deadline=2, what="the next event applied")
@@ -224,7 +228,6 @@ async def test_stream_oversize_event(reliability: Collector) -> None:
 
 FLOOD_RATE = 10_000
 FLOOD_SECONDS = 3.0
-MEMORY_BOUND = 100 * 2**20
 
 
 async def test_stream_flood(reliability: Collector) -> None:
