@@ -43,3 +43,4 @@ clean:
 
 include make/image.mk
 include make/bench.mk
+include make/soak.mk
