@@ -303,8 +303,9 @@ class LensesSync:
 
 
 def _retry_delay(parser: EventParser, failures: int) -> float:
-    """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures."""
-    base = (parser.retry_ms or 5000) / 1000.0
+    """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures.
+    A `retry:` above the backoff cap is capped too: a server cannot park the stream for a day."""
+    base = min((parser.retry_ms or 5000) / 1000.0, RECONNECT_BACKOFF_MAX)
     if failures == 0:
         return base
     return random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
