@@ -196,10 +196,12 @@ class LensesSync:
         logged_error = ""  # the failure last logged, so a flapping stream logs once per change
         while True:
             self.telemetry.requests.labels(SOURCE, "stream").inc()
+            opened = False
             try:
                 async with connect_stream(
                     self.client.stream_http, self.client.stream_url, self.client.auth_headers(), parser
                 ) as stream:
+                    opened = True
                     if opened_before:
                         self.telemetry.sse_reconnects.labels(self.target).inc()
                     opened_before = True
@@ -209,7 +211,7 @@ class LensesSync:
                         failures, logged_error = 0, ""
                         await self._on_event(event, stream.request_id)
                 self._stream_state("reconnecting", 0)
-                delay, wake_early = _retry_delay(parser, failures), True
+                delay, wake_early = _retry_delay(parser, failures), False
             except StreamUnavailable as unavailable:
                 if self.status.stream != "unavailable":
                     log.info(
@@ -231,7 +233,9 @@ class LensesSync:
                     )
                 self._stream_state("reconnecting", 0)
                 delay = error.retry_after if error.retry_after is not None else _retry_delay(parser, failures)
-                wake_early = error.retry_after is None
+                # Only a stream that could not even open may be woken by a good listing: one that opens and
+                # dies would otherwise loop through a re-list (each open asks for one) and a reconnect.
+                wake_early = error.retry_after is None and not opened
             await self._reconnect_wait(delay, wake_early)
 
     async def _reconnect_wait(self, delay: float, wake_early: bool) -> None:
