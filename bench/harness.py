@@ -121,7 +121,7 @@ def parse_arguments(argv: list[str]) -> Options:
         profile=arguments.profile,
         json_path=arguments.json,
         markdown_path=arguments.markdown if str(arguments.markdown) not in ("", ".") else None,
-        work_dir=arguments.work_dir,
+        work_dir=arguments.work_dir.resolve(),
         command=" ".join(["python -m bench", *map(shlex.quote, argv)]),
         given=given,
     )

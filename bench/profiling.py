@@ -15,6 +15,9 @@ from typing import Any
 SAMPLING_RATE = 250
 TOP = 20
 _FRAME = re.compile(r"^(?P<function>.*) \((?P<file>[^():]*)(?::\d+)?\)$")
+# Frames every sample passes through (the interpreter, the event loop, the process's entry point): left
+# out of the inclusive ranking, where they would only say 100%.
+_PLUMBING = re.compile(r"\((asyncio/|<frozen |selectors\.py|bench/exporter_host\.py\)$)|^(main|<module>) \(")
 
 
 def py_spy() -> str | None:
@@ -95,7 +98,8 @@ def summarise(collapsed: str, top: int = TOP) -> dict[str, Any]:
         total += count
         own[frames[-1]] += count
         for frame in set(frames):
-            inclusive[frame] += count
+            if not _PLUMBING.search(frame):
+                inclusive[frame] += count
 
     def shares(counter: Counter[str]) -> list[list[Any]]:
         return [[frame, round(100.0 * count / total, 1)] for frame, count in counter.most_common(top)]
