@@ -59,10 +59,11 @@ def test_percentile_is_nearest_rank() -> None:
 
 def test_profile_summary_shares_own_and_inclusive_time() -> None:
     collapsed = (
-        "main (exporter/web.py:10);render (exporter/store.py:20) 3\n"
-        "main (exporter/web.py:11);handle (exporter/lenses/sync.py:5) 1\n"
+        "run (asyncio/runners.py:1);metrics (exporter/web.py:10);render (exporter/store.py:20) 3\n"
+        "run (asyncio/runners.py:1);metrics (exporter/web.py:11);handle (exporter/lenses/sync.py:5) 1\n"
     )
     summary = summarise(collapsed)
     assert summary["samples"] == 4
     assert summary["self"][0] == ["render (exporter/store.py)", 75.0]
-    assert ["main (exporter/web.py)", 100.0] in summary["inclusive"]
+    assert summary["inclusive"][0] == ["metrics (exporter/web.py)", 100.0]
+    assert not any(frame.startswith("run (asyncio/") for frame, _ in summary["inclusive"])
