@@ -62,7 +62,13 @@ class Exporter:
                 ConfluentSync(settings.confluent, self.store, self.health, self.telemetry, settings.shard)
             )
         self.web_config = load_web_config(settings.web.config_file)
-        self.app = make_app(self.store, self.telemetry, self.health, self.web_config.middlewares)
+        self.app = make_app(
+            self.store,
+            self.telemetry,
+            self.health,
+            self.web_config.middlewares,
+            self.web_config.response_headers,
+        )
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0

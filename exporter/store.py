@@ -221,21 +221,27 @@ class Store:
         """How many objects a partition holds now."""
         return len(self._state(group).partitions.get(partition, set()))
 
-    def render(self, suffix: bytes = b"") -> bytes:
-        """Every family's header and samples (a family with no samples is left out), then `suffix`."""
+    def parts(self, suffix: bytes = b"") -> list[bytes]:
+        """The exposition as pieces to write in order: every family's header and samples (a family with no
+        samples is left out), then `suffix`. Pieces are immutable, so later changes cannot tear a scrape."""
         out: list[bytes] = []
         for state in self._states:
             for position, header in enumerate(state.headers):
-                parts = [text for cell in state.cells if (text := cell.family_text(position))]
-                if parts:
+                texts = [text for cell in state.cells if (text := cell.family_text(position))]
+                if texts:
                     out.append(header)
-                    out.extend(parts)
-        out.append(suffix)
-        return b"".join(out)
+                    out.extend(texts)
+        if suffix:
+            out.append(suffix)
+        return out
 
-    def render_gzip(self, suffix: bytes = b"") -> bytes:
-        """`render(suffix)` as one gzip member, built from the cached deflated cells: only what changed since
-        the last scrape is compressed again."""
+    def render(self, suffix: bytes = b"") -> bytes:
+        """`parts(suffix)` joined."""
+        return b"".join(self.parts(suffix))
+
+    def gzip_parts(self, suffix: bytes = b"") -> list[bytes]:
+        """`parts(suffix)` as the pieces of one gzip member, built from the cached deflated cells: only what
+        changed since the last scrape is compressed again."""
         segments: list[bytes] = [_GZIP_HEADER]
         crc = 0
         size = 0
@@ -260,4 +266,8 @@ class Store:
             size += len(suffix)
         segments.append(_DEFLATE_END)
         segments.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
-        return b"".join(segments)
+        return segments
+
+    def render_gzip(self, suffix: bytes = b"") -> bytes:
+        """`gzip_parts(suffix)` joined."""
+        return b"".join(self.gzip_parts(suffix))

@@ -132,20 +132,3 @@ class RateLimit:
             return await handler(request)
 
         return rate_limit
-
-
-def response_headers_middleware(headers: Mapping[str, str]) -> Middleware:
-    """Add the configured headers to every response the application makes, errors and 401s included."""
-    extra = dict(headers)
-
-    @web.middleware
-    async def add_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            response = await handler(request)
-        except web.HTTPException as error:
-            error.headers.update(extra)
-            raise
-        response.headers.update(extra)
-        return response
-
-    return add_headers

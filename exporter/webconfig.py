@@ -21,7 +21,7 @@ import yaml
 from aiohttp.typedefs import Middleware
 
 from exporter.config import ConfigError
-from exporter.webauth import BasicAuth, RateLimit, response_headers_middleware
+from exporter.webauth import BasicAuth, RateLimit
 from exporter.webtls import (
     CIPHER_SUITES,
     CURVES,
@@ -85,6 +85,7 @@ class WebConfig:
 
     ssl_context: ssl.SSLContext | None = None
     middlewares: list[Middleware] = field(default_factory=list)
+    response_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -340,9 +341,8 @@ def load_web_config(path: Path | None) -> WebConfig:
         return WebConfig()
     settings = parse_web_config(_read_document(path), path.parent)
     middlewares: list[Middleware] = []
-    # Outermost first: configured headers go on every answer, 401 and 429 included.
-    if settings.headers:
-        middlewares.append(response_headers_middleware(settings.headers))
+    # Outermost first. Configured headers are added as each response is prepared (401 and 429 included,
+    # and streamed /metrics bodies, whose headers leave before the handler returns).
     if settings.rate_limit_interval > 0:
         middlewares.append(RateLimit(settings.rate_limit_interval, settings.rate_limit_burst).middleware())
     tls = ServerTLS(settings.tls) if settings.tls is not None else None
@@ -358,4 +358,8 @@ def load_web_config(path: Path | None) -> WebConfig:
         basic_auth_users=len(settings.basic_auth_users),
         rate_limit=settings.rate_limit_interval > 0,
     )
-    return WebConfig(ssl_context=tls.context if tls is not None else None, middlewares=middlewares)
+    return WebConfig(
+        ssl_context=tls.context if tls is not None else None,
+        middlewares=middlewares,
+        response_headers=dict(settings.headers),
+    )

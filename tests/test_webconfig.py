@@ -161,7 +161,7 @@ def test_inline_certificate_key_and_client_ca(files: Files, tmp_path: Path) -> N
     assert context.cert_store_stats()["x509_ca"] == 1
 
 
-def test_everything_at_once_gives_one_middleware_per_guard(files: Files, tmp_path: Path) -> None:
+def test_everything_at_once_gives_one_guard_each(files: Files, tmp_path: Path) -> None:
     document = {
         "tls_server_config": files.tls(
             client_auth_type="RequireAndVerifyClientCert",
@@ -174,7 +174,8 @@ def test_everything_at_once_gives_one_middleware_per_guard(files: Files, tmp_pat
     }
     config = load(tmp_path, document)
     assert config.ssl_context is not None
-    assert len(config.middlewares) == 4
+    assert len(config.middlewares) == 3  # rate limit, client SANs, basic auth
+    assert config.response_headers == {"X-Frame-Options": "deny"}
 
 
 @pytest.mark.parametrize(
