@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import gc
 import random
 import time
 
@@ -134,7 +136,8 @@ class ConfluentSync:
             except UpstreamError as error:
                 status.failed(error.message, time.monotonic() - started, **error.log_fields())
                 return False
-        self.last_listing[target.name] = listing
+        # What it took, without the raw agents (at ten thousand agents they would pin tens of megabytes).
+        self.last_listing[target.name] = dataclasses.replace(listing, items=[])
         rendered: dict[str, Rendered] = {}
         invalid = 0
         for index, raw in enumerate(listing.items):
@@ -160,6 +163,7 @@ class ConfluentSync:
             attempts=listing.attempts,
             waited_seconds=listing.waited,
         )
+        gc.freeze()  # see LensesSync._apply_listing: the long-lived state leaves the collector's scans
         return True
 
     async def aclose(self) -> None:
