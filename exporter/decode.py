@@ -9,13 +9,15 @@ from typing import Any
 
 def as_number(value: Any) -> float | None:
     """A finite number from an int or float (never a bool or string); None otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)  # exact types: JSON gives int or float, and bool must not pass as a number
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is not int:
         return None
     try:
-        number = float(value)
+        return float(value)
     except OverflowError:
         return None
-    return number if math.isfinite(number) else None
 
 
 def as_text(value: Any) -> str | None:

@@ -10,6 +10,24 @@ from exporter.decode import as_mapping, as_number, as_text, as_timestamp
 
 SECTIONS = ("kafka", "data", "apps", "connect", "other")
 
+SECTION_FIELDS = {
+    "kafka": ("num_brokers",),
+    "data": (
+        "num_topics",
+        "num_partitions",
+        "num_schemas",
+        "num_policies",
+        "topic_data_total_bytes",
+        "data_in_bytes_per_sec",
+        "data_out_bytes_per_sec",
+        "data_in_messages_per_sec",
+    ),
+    "apps": ("num_consumers", "num_other_apps"),
+    "connect": ("num_clusters", "num_connectors"),
+    "other": ("num_issues",),
+}
+"""The numeric fields of each metrics block that the exporter reads; other fields are ignored."""
+
 
 class InvalidEnvironment(ValueError):
     """An object that cannot be an environment at all (no usable name)."""
@@ -58,9 +76,7 @@ def _section(raw: Any, name: str) -> Section | None:
     if block is None:
         return None
     values = {
-        key: number
-        for key, value in block.items()
-        if key != "updated_at" and (number := as_number(value)) is not None
+        key: number for key in SECTION_FIELDS[name] if (number := as_number(block.get(key))) is not None
     }
     version = as_text(block.get("version")) if name == "kafka" else None
     return Section(values, as_timestamp(block.get("updated_at")), version)
