@@ -475,13 +475,18 @@ async def test_an_invalid_agent_is_dropped_and_counted() -> None:
     async with simulator(agents=4) as sim:
         target = target_for(sim)
         sim.world.put_raw_agent(target.environment_id, {"spec": {"model": "nameless"}})
-        async with exporter(target) as running:
-            await synced(running, target)
-            assert len(await running.agents()) == 4
-            invalid = await running.value(
-                "lenses_hq_exporter_invalid_objects_total", source="confluent", target=target.name
-            )
-            assert invalid is not None and invalid >= 1
+        with structlog.testing.capture_logs() as logs:
+            async with exporter(target) as running:
+                await synced(running, target)
+                assert len(await running.agents()) == 4
+                invalid = await running.value(
+                    "lenses_hq_exporter_invalid_objects_total", source="confluent", target=target.name
+                )
+                assert invalid is not None and invalid >= 1
+                await running.sync.poll(target)
+        dropped = [entry for entry in logs if entry["event"] == "agents_dropped"]
+        assert len(dropped) == 1, dropped
+        assert dropped[0]["invalid"] == 1 and dropped[0]["request_ids"]
 
 
 # ----- credentials --------------------------------------------------------------------------------------

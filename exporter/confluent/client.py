@@ -62,6 +62,7 @@ class AgentListing:
     pages: int
     attempts: int  # requests sent, retries included
     waited: float  # seconds spent waiting before retries (Retry-After, X-RateLimit-Reset or backoff)
+    request_ids: tuple[str, ...] = ()  # the upstream's request id of each page, in order
 
 
 def credentials_may_follow(original: httpx.URL, new: httpx.URL) -> bool:
@@ -180,6 +181,7 @@ class ConfluentClient:
         paging loops), or after `max_pages` pages; nothing of an incomplete listing is returned.
         """
         items: list[Any] = []
+        request_ids: list[str] = []
         seen: set[str] = set()
         token: str | None = None
         pages = attempts = 0
@@ -205,8 +207,9 @@ class ConfluentClient:
                 waited += policy.statistics.get("idle_for", 0.0)
             pages += 1
             items.extend(data)
+            request_ids.append(request_id)
             if token is None:
-                return AgentListing(items, pages, attempts, waited)
+                return AgentListing(items, pages, attempts, waited, tuple(request_ids))
             if token in seen:
                 raise ListingError(
                     "page_loop",

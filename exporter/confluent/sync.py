@@ -86,6 +86,7 @@ class ConfluentSync:
                 target, telemetry, http=self._http[key], sleep=self._wait_without_slot
             )
         self.last_listing: dict[str, AgentListing] = {}
+        self._invalid_logged: dict[str, int] = {}
         self.rng = random.Random()
         self.start_step = START_STEP
         self.pause: Sleep = asyncio.sleep  # between polls; tests record the schedule instead
@@ -151,6 +152,16 @@ class ConfluentSync:
             rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(target, agent))
         if invalid:
             self.telemetry.invalid_objects.labels(SOURCE, target.name).inc(invalid)
+        if invalid != self._invalid_logged.get(target.name, 0):
+            # Logged when the number of undecodable agents changes, not at every poll.
+            self._invalid_logged[target.name] = invalid
+            log.warning(
+                "agents_dropped",
+                source=SOURCE,
+                target=target.name,
+                invalid=invalid,
+                request_ids=",".join(listing.request_ids[:10]),
+            )
         self.store.replace(metrics.GROUP, target.name, rendered)
         status.succeeded(time.monotonic() - started, len(rendered))
         log.debug(
