@@ -190,15 +190,8 @@ async def _fetch(
         try:
             async with client.stream("GET", target, headers=headers) as response:
                 body = await _read_capped(response, max_bytes, endpoint)
-        except httpx.TimeoutException:
-            raise UpstreamError("timeout", f"{endpoint}: timed out", endpoint=endpoint) from None
-        except httpx.ConnectError as error:
-            raise (
-                certificate_failure(endpoint, error)
-                or UpstreamError("connect", f"{endpoint}: cannot connect", endpoint=endpoint)
-            ) from None
         except httpx.TransportError as error:
-            raise UpstreamError("network", f"{endpoint}: {type(error).__name__}", endpoint=endpoint) from None
+            raise transport_error(endpoint, error) from None
         request_id = request_id_of(response, body)
         if response.is_redirect:
             location = response.headers.get("location", "")
@@ -214,16 +207,7 @@ async def _fetch(
             target = new
             continue
         if response.status_code >= 400:
-            raise UpstreamError(
-                reason_for_status(response.status_code),
-                f"{endpoint}: HTTP {response.status_code}",
-                endpoint=endpoint,
-                status=response.status_code,
-                request_id=request_id,
-                retry_after=parse_retry_after(response.headers)
-                if response.status_code in (429, 503)
-                else None,
-            )
+            raise http_error(endpoint, response, body)
         content_type = response.headers.get("content-type", "application/json").lower()
         if "json" not in content_type:
             raise UpstreamError(
@@ -245,6 +229,36 @@ async def _fetch(
             ) from None
     raise UpstreamError(
         "redirect_loop", f"{endpoint}: more than {MAX_REDIRECTS} redirects", endpoint=endpoint
+    )
+
+
+def http_error(endpoint: str, response: httpx.Response, body: bytes = b"") -> UpstreamError:
+    """An error answer (4xx/5xx) as an `UpstreamError` with its request id and, for 429 and 503, the wait
+    the upstream asked for."""
+    status = response.status_code
+    return UpstreamError(
+        reason_for_status(status),
+        f"{endpoint}: HTTP {status}",
+        endpoint=endpoint,
+        status=status,
+        request_id=request_id_of(response, body),
+        retry_after=parse_retry_after(response.headers) if status in (429, 503) else None,
+    )
+
+
+def transport_error(
+    endpoint: str, error: httpx.TransportError, request_id: str = "", timeout: str = "timed out"
+) -> UpstreamError:
+    """A failure below HTTP as an `UpstreamError`: `timeout`, `tls` (untrusted certificate), `connect` or
+    `network`; `timeout` is the message for a timeout."""
+    if isinstance(error, httpx.TimeoutException):
+        return UpstreamError("timeout", f"{endpoint}: {timeout}", endpoint=endpoint, request_id=request_id)
+    if isinstance(error, httpx.ConnectError):
+        return certificate_failure(endpoint, error) or UpstreamError(
+            "connect", f"{endpoint}: cannot connect", endpoint=endpoint, request_id=request_id
+        )
+    return UpstreamError(
+        "network", f"{endpoint}: {type(error).__name__}", endpoint=endpoint, request_id=request_id
     )
 
 

@@ -19,13 +19,7 @@ from typing import Final
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from exporter.upstream import (
-    UpstreamError,
-    certificate_failure,
-    parse_retry_after,
-    reason_for_status,
-    request_id_of,
-)
+from exporter.upstream import UpstreamError, http_error, request_id_of, transport_error
 
 OVERSIZE: Final = ServerSentEvent(event="oversize")
 """Stands in for an event that was larger than the cap and was dropped."""
@@ -159,16 +153,9 @@ class OpenStream:
             async for chunk in self.response.aiter_bytes():
                 for event in self.parser.feed(chunk):
                     yield event
-        except httpx.TimeoutException:
-            raise UpstreamError(
-                "timeout",
-                "stream: no byte within the idle timeout",
-                endpoint="stream",
-                request_id=self.request_id,
-            ) from None
         except httpx.TransportError as error:
-            raise UpstreamError(
-                "network", f"stream: {type(error).__name__}", endpoint="stream", request_id=self.request_id
+            raise transport_error(
+                "stream", error, self.request_id, timeout="no byte within the idle timeout"
             ) from None
 
 
@@ -190,15 +177,7 @@ async def connect_stream(
             if response.status_code in (404, 501):
                 raise StreamUnavailable(response.status_code, request_id)
             if response.status_code >= 400:
-                body = await _read_some(response)
-                raise UpstreamError(
-                    reason_for_status(response.status_code),
-                    f"stream: HTTP {response.status_code}",
-                    endpoint="stream",
-                    status=response.status_code,
-                    request_id=request_id_of(response, body),
-                    retry_after=parse_retry_after(response.headers),
-                )
+                raise http_error("stream", response, await _read_some(response))
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
                 raise UpstreamError(
@@ -209,13 +188,8 @@ async def connect_stream(
                     request_id=request_id,
                 )
             yield OpenStream(request_id, response, parser)
-    except httpx.TimeoutException:
-        raise UpstreamError("timeout", "stream: timed out opening", endpoint="stream") from None
     except httpx.TransportError as error:
-        raise (
-            certificate_failure("stream", error)
-            or UpstreamError("network", f"stream: {type(error).__name__}", endpoint="stream")
-        ) from None
+        raise transport_error("stream", error, timeout="timed out opening") from None
 
 
 async def _read_some(response: httpx.Response, limit: int = 65536) -> bytes:
