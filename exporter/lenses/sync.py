@@ -299,8 +299,10 @@ class LensesSync:
 
     def _put(self, environment: Environment) -> None:
         environment = self._with_connections(environment)
-        self._environments[environment.name] = environment
         self._stream_changes[environment.name] = (time.monotonic(), environment)
+        if self._environments.get(environment.name) == environment:
+            return  # a repeated update: its series are already stored
+        self._environments[environment.name] = environment
         self.store.put(self.group, self.target, environment.name, self._render(environment))
         self.status.objects_changed(len(self._environments))
 
