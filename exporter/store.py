@@ -9,12 +9,15 @@ has no series left behind.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import struct
 import zlib
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from exporter.checksum import crc32_combine
 
 T = TypeVar("T")
 
@@ -101,117 +104,211 @@ class FamilyGroup(Generic[T]):
         return tuple(chunks)
 
 
-CELLS = 512
-"""Objects of a group are spread over this many cells by a hash of their key. Each (family, cell) keeps its
-joined text and its deflated text until an object of that cell changes that family, so a scrape re-joins
-and re-compresses only what changed since the last one, whatever the size of the estate."""
+CELLS = 128
+"""Objects of a group are spread over this many cells by a hash of their key. Each (family, cell) piece keeps
+its joined text, its deflated text and their CRC-32 until an object of that cell changes that family, so the
+cost of bringing the exposition up to date follows what changed, whatever the size of the estate."""
 
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # deflate, no name, no mtime, unknown OS
 _DEFLATE_END = b"\x03\x00"  # a final, empty fixed-Huffman block
+_STORED_MAX = 0xFFFF  # bytes in one stored block
 
 
 def deflate_segment(data: bytes) -> bytes:
     """Raw deflate of `data`, ended by a sync flush: byte-aligned and not final, so independently
-    compressed segments concatenate into one valid deflate stream."""
+    compressed segments concatenate into one valid deflate stream (empty for empty data)."""
+    if not data:
+        return b""
     compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
 
 
-class _Cell:
-    """Some objects of a group, with each family's text and deflated text cached until it changes."""
+def stored_segment(data: bytes) -> bytes:
+    """`data` as non-final stored (uncompressed) deflate blocks: a valid segment at the cost of a copy."""
+    blocks: list[bytes] = []
+    for start in range(0, len(data), _STORED_MAX):
+        block = data[start : start + _STORED_MAX]
+        blocks.append(struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF))
+        blocks.append(block)
+    return b"".join(blocks)
 
-    __slots__ = ("deflated", "objects", "text")
 
-    def __init__(self, families: int) -> None:
-        self.objects: dict[tuple[str, str], Rendered] = {}
-        self.text: list[bytes | None] = [None] * families
-        self.deflated: list[bytes | None] = [None] * families
+def _combine(crc1: int, length1: int, crc2: int, length2: int) -> int:
+    if not length2:
+        return crc1
+    if not length1:
+        return crc2
+    return crc32_combine(crc1, crc2, length2)
 
-    def family_text(self, position: int) -> bytes:
-        text = self.text[position]
-        if text is None:
-            text = b"".join([rendered[position] for rendered in self.objects.values()])
-            self.text[position] = text
-        return text
 
-    def family_deflated(self, position: int) -> bytes:
-        deflated = self.deflated[position]
-        if deflated is None:
-            text = self.family_text(position)
-            deflated = deflate_segment(text) if text else b""
-            self.deflated[position] = deflated
-        return deflated
+class _ChecksumTree:
+    """CRC-32 and length of a family's text, kept per cell and combined pairwise up a binary tree, so a
+    changed cell costs log2(CELLS) combinations instead of a pass over the family's bytes."""
 
-    def changed(self, position: int) -> None:
-        self.text[position] = None
-        self.deflated[position] = None
+    __slots__ = ("crc", "length", "pending")
+
+    def __init__(self) -> None:
+        self.crc = [0] * (2 * CELLS)
+        self.length = [0] * (2 * CELLS)
+        self.pending: set[int] = set()
+
+    def set(self, cell: int, crc: int, length: int) -> None:
+        node = CELLS + cell
+        self.crc[node] = crc
+        self.length[node] = length
+        self.pending.add(node >> 1)
+
+    def root(self) -> tuple[int, int]:
+        """The family's CRC-32 and length (parents of changed cells are recombined, one level at a time)."""
+        crc, length, pending = self.crc, self.length, self.pending
+        while pending:
+            parents: set[int] = set()
+            for node in pending:
+                left = 2 * node
+                right_length = length[left + 1]
+                if not right_length:
+                    crc[node] = crc[left]
+                elif not length[left]:
+                    crc[node] = crc[left + 1]
+                else:
+                    crc[node] = crc32_combine(crc[left], crc[left + 1], right_length)
+                length[node] = length[left] + right_length
+                parents.add(node >> 1)
+            parents.discard(0)
+            pending = parents
+        self.pending = pending
+        return crc[1], length[1]
 
 
 class _GroupState:
+    """A group's objects by cell, and per family and cell the cached text, deflated text and checksum."""
+
     def __init__(self, group: FamilyGroup[Any]) -> None:
         self.group = group
         self.headers = [family.header() for family in group.families]
         self.deflated_headers = [deflate_segment(header) for header in self.headers]
-        self.cells = [_Cell(len(group.families)) for _ in range(CELLS)]
+        self.header_crcs = [zlib.crc32(header) for header in self.headers]
+        families = len(group.families)
+        self.cells: list[dict[tuple[str, str], Rendered]] = [{} for _ in range(CELLS)]
+        self.texts = [[b""] * CELLS for _ in range(families)]
+        self.deflated = [[b""] * CELLS for _ in range(families)]
+        self.checksums = [_ChecksumTree() for _ in range(families)]
+        self.dirty: set[tuple[int, int]] = set()
+        """(family position, cell) pieces whose objects changed since their text was joined."""
+        self.stored: set[tuple[int, int]] = set()
+        """Pieces whose deflated form is still their text in stored blocks."""
         self.partitions: dict[str, set[str]] = {}
 
-    def cell(self, partition: str, key: str) -> _Cell:
-        return self.cells[zlib.crc32(f"{partition}\0{key}".encode("utf-8", "surrogatepass")) % CELLS]
+    def cell(self, partition: str, key: str) -> int:
+        return zlib.crc32(f"{partition}\0{key}".encode("utf-8", "surrogatepass")) % CELLS
 
-    def put(self, partition: str, key: str, rendered: Rendered) -> None:
-        cell = self.cell(partition, key)
-        old = cell.objects.get((partition, key))
-        cell.objects[(partition, key)] = rendered
+    def put(self, partition: str, key: str, rendered: Rendered) -> bool:
+        index = self.cell(partition, key)
+        objects = self.cells[index]
+        old = objects.get((partition, key))
+        objects[(partition, key)] = rendered
         self.partitions.setdefault(partition, set()).add(key)
+        changed = False
         for position, chunk in enumerate(rendered):
             if old is None or old[position] != chunk:
-                cell.changed(position)
+                self.dirty.add((position, index))
+                changed = True
+        return changed
 
-    def delete(self, partition: str, key: str) -> None:
-        cell = self.cell(partition, key)
-        old = cell.objects.pop((partition, key), None)
+    def delete(self, partition: str, key: str) -> bool:
+        index = self.cell(partition, key)
+        old = self.cells[index].pop((partition, key), None)
         self.partitions.get(partition, set()).discard(key)
-        if old is not None:
-            for position, chunk in enumerate(old):
-                if chunk:
-                    cell.changed(position)
+        if old is None:
+            return False
+        for position, chunk in enumerate(old):
+            if chunk:
+                self.dirty.add((position, index))
+        return True
+
+    def compact(self, limit: int, deflate: bool) -> int:
+        """Bring up to `limit` pieces up to date; how many were. Without `deflate` (a scrape is waiting), a
+        changed piece gets its text and checksum, and its deflated form is that text in stored blocks:
+        deflating it properly is left to a later call with `deflate`."""
+        dirty, stored = self.dirty, self.stored
+        touched: set[int] = set()
+        done = 0
+        while dirty and done < limit:
+            piece = dirty.pop()
+            position, index = piece
+            text = b"".join([rendered[position] for rendered in self.cells[index].values()])
+            self.texts[position][index] = text
+            self.checksums[position].set(index, zlib.crc32(text), len(text))
+            touched.add(position)
+            if deflate:
+                self.deflated[position][index] = deflate_segment(text)
+                stored.discard(piece)
+            else:
+                self.deflated[position][index] = stored_segment(text)
+                stored.add(piece)
+            done += 1
+        for position in touched:
+            self.checksums[position].root()
+        while deflate and stored and done < limit:
+            position, index = stored.pop()
+            self.deflated[position][index] = deflate_segment(self.texts[position][index])
+            done += 1
+        return done
 
 
 class Store:
     """Rendered series of every object, keyed by (group, partition, object key).
 
     A partition is one configured target: a full re-list replaces its whole key set, an update replaces
-    one object, a delete removes one. Nothing here ever calls an upstream, and a scrape costs the bytes it
-    returns plus the re-joining of the cells that changed since the previous scrape.
+    one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces to bring up
+    to date: `compact` does that a slice at a time between scrapes (`on_change` says there is work), and a
+    scrape does whatever is left, so it always serves the state as of its start.
     """
 
-    def __init__(self, groups: Sequence[FamilyGroup[Any]]) -> None:
+    def __init__(
+        self, groups: Sequence[FamilyGroup[Any]], on_change: Callable[[], None] | None = None
+    ) -> None:
         self._states = [_GroupState(group) for group in groups]
         self._by_group = {id(group): state for group, state in zip(groups, self._states, strict=True)}
+        self.on_change = on_change
+        self.scrapes = 0
+        """Scrapes being written now (`serving`)."""
 
     def _state(self, group: FamilyGroup[T]) -> _GroupState:
         return self._by_group[id(group)]
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def replace(self, group: FamilyGroup[T], partition: str, objects: dict[str, Rendered]) -> None:
         """Replace a partition's whole state (a complete listing): objects not in it lose their series."""
         self.retain(group, partition, objects.keys())
         state = self._state(group)
+        changed = False
         for key, rendered in objects.items():
-            state.put(partition, key, rendered)
+            changed = state.put(partition, key, rendered) or changed
+        if changed:
+            self._changed()
 
     def retain(self, group: FamilyGroup[T], partition: str, keys: Collection[str]) -> None:
         """Remove every object of a partition whose key is not in `keys`."""
         state = self._state(group)
+        changed = False
         for key in state.partitions.get(partition, set()) - set(keys):
-            state.delete(partition, key)
+            changed = state.delete(partition, key) or changed
+        if changed:
+            self._changed()
 
     def put(self, group: FamilyGroup[T], partition: str, key: str, rendered: Rendered) -> None:
         """Replace one object's series."""
-        self._state(group).put(partition, key, rendered)
+        if self._state(group).put(partition, key, rendered):
+            self._changed()
 
     def delete(self, group: FamilyGroup[T], partition: str, key: str) -> None:
         """Remove one object's series."""
-        self._state(group).delete(partition, key)
+        if self._state(group).delete(partition, key):
+            self._changed()
 
     def keys(self, group: FamilyGroup[T], partition: str) -> set[str]:
         """The object keys a partition holds now."""
@@ -221,16 +318,44 @@ class Store:
         """How many objects a partition holds now."""
         return len(self._state(group).partitions.get(partition, set()))
 
+    def pending(self) -> int:
+        """How many (family, cell) pieces are left to bring up to date, deflating included."""
+        return sum(len(state.dirty) + len(state.stored) for state in self._states)
+
+    def compact(self, limit: int | None = None) -> bool:
+        """Bring up to `limit` pieces (all of them without a limit) up to date; whether any remain."""
+        budget = limit if limit is not None else self.pending()
+        for state in self._states:
+            budget -= state.compact(budget, deflate=True)
+        return self.pending() > 0
+
+    def _join_changed(self) -> None:
+        """What a scrape needs first: every changed piece's text and checksum, with no deflating."""
+        for state in self._states:
+            state.compact(len(state.dirty), deflate=False)
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Around writing a scrape's body. Background compaction waits meanwhile: the scrape brought every
+        piece up to date when it began, and its writes should not share the event loop with that work."""
+        self.scrapes += 1
+        try:
+            yield
+        finally:
+            self.scrapes -= 1
+            if not self.scrapes and self.pending():
+                self._changed()
+
     def parts(self, suffix: bytes = b"") -> list[bytes]:
         """The exposition as pieces to write in order: every family's header and samples (a family with no
         samples is left out), then `suffix`. Pieces are immutable, so later changes cannot tear a scrape."""
+        self._join_changed()
         out: list[bytes] = []
         for state in self._states:
             for position, header in enumerate(state.headers):
-                texts = [text for cell in state.cells if (text := cell.family_text(position))]
-                if texts:
+                if state.checksums[position].root()[1]:
                     out.append(header)
-                    out.extend(texts)
+                    out.extend(filter(None, state.texts[position]))
         if suffix:
             out.append(suffix)
         return out
@@ -240,29 +365,25 @@ class Store:
         return b"".join(self.parts(suffix))
 
     def gzip_parts(self, suffix: bytes = b"") -> list[bytes]:
-        """`parts(suffix)` as the pieces of one gzip member, built from the cached deflated cells: only what
-        changed since the last scrape is compressed again."""
+        """`parts(suffix)` as the pieces of one gzip member, from the cached deflated pieces; the trailer's
+        CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
+        self._join_changed()
         segments: list[bytes] = [_GZIP_HEADER]
         crc = 0
         size = 0
         for state in self._states:
             for position, header in enumerate(state.headers):
-                texts: list[bytes] = []
-                deflated: list[bytes] = []
-                for cell in state.cells:
-                    text = cell.family_text(position)
-                    if text:
-                        texts.append(text)
-                        deflated.append(cell.family_deflated(position))
-                if texts:
+                family_crc, family_size = state.checksums[position].root()
+                if family_size:
                     segments.append(state.deflated_headers[position])
-                    segments.extend(deflated)
-                    for text in (header, *texts):
-                        crc = zlib.crc32(text, crc)
-                        size += len(text)
+                    segments.extend(filter(None, state.deflated[position]))
+                    crc = _combine(crc, size, state.header_crcs[position], len(header))
+                    size += len(header)
+                    crc = _combine(crc, size, family_crc, family_size)
+                    size += family_size
         if suffix:
             segments.append(deflate_segment(suffix))
-            crc = zlib.crc32(suffix, crc)
+            crc = _combine(crc, size, zlib.crc32(suffix), len(suffix))
             size += len(suffix)
         segments.append(_DEFLATE_END)
         segments.append(struct.pack("<II", crc, size & 0xFFFFFFFF))

@@ -84,10 +84,11 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     else:
         parts = store.parts(suffix)
     response.content_length = sum(map(len, parts))
-    await response.prepare(request)
-    for batch in _batches(parts, WRITE_BATCH_BYTES):
-        await response.write(batch)
-    await response.write_eof()
+    with store.serving():
+        await response.prepare(request)
+        for batch in _batches(parts, WRITE_BATCH_BYTES):
+            await response.write(batch)
+        await response.write_eof()
     return response
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from exporter.lenses.sync import LensesSync
 from exporter.secrets import Secret
 from exporter.simulator.server import Simulator
 from tests.lenses_fixtures import TOKEN, RunningExporter, lenses_settings, running_exporter, simulator_options
@@ -491,3 +492,26 @@ async def test_401_then_fixed_token_file_recovers_and_logs_once(simulator: Simul
     assert len(failures) == 1, failures
     assert failures[0]["status"] == 401 and failures[0]["request_id"]
     assert "wrong-token" not in json.dumps(logs, default=str)
+
+
+async def test_changes_are_brought_up_to_date_between_scrapes(simulator: Simulator) -> None:
+    """The store's cached pieces catch up with a stream update in the background, before any scrape."""
+    async with running_exporter(lenses_settings(simulator)) as exporter:
+        await eventually(lambda: connected(exporter), what="the live stream")
+        store = exporter.exporter.store
+        sync = exporter.exporter.sources[0]
+        assert isinstance(sync, LensesSync)
+
+        async def settled() -> bool:
+            return store.pending() == 0
+
+        await eventually(settled, what="the first listing's pieces to be brought up to date")
+        name = next(n for n in sorted(simulator.world.environments) if simulator.world.connected(n))
+        simulator.world.set_metrics(name, "other", num_issues=4242)
+
+        async def updated_and_settled() -> bool:
+            environment = sync._environments.get(name)
+            return environment is not None and "4242" in repr(environment) and store.pending() == 0
+
+        await eventually(updated_and_settled, what="the update held and its pieces up to date, unscraped")
+        assert await exporter.value("lenses_environment_issues", environment=name) == 4242

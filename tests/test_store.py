@@ -7,6 +7,9 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from exporter.store import Family, FamilyGroup, Sample, Store, escape_label_value, format_value
 from tests.support import parse_samples
 
@@ -89,6 +92,69 @@ def test_gzip_is_one_member_equal_to_the_text_even_after_changes() -> None:
         store.delete(GROUP, "a", f"thing-{round_ + 100}")
 
 
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(("put", "delete", "replace")),
+        st.integers(0, 40),
+        st.one_of(st.none(), st.integers(-5, 5)),
+        st.one_of(st.none(), st.integers(0, 8)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPERATIONS)
+def test_every_scrape_is_exact_whatever_was_left_to_bring_up_to_date(
+    operations: list[tuple[str, int, int | None, int | None]],
+) -> None:
+    """Changes interleaved with partial compaction (the background's slices): text and gzip always equal the
+    objects held at that moment."""
+    changes: list[int] = []
+    store = Store([GROUP], on_change=lambda: changes.append(1))
+    held: dict[str, Thing] = {}
+    suffix = b"own 1\n"
+    for kind, number, size, limit in operations:
+        name = f"thing-{number % 7}" if kind != "replace" else ""
+        if kind == "put":
+            held[name] = Thing(name, "prod" if number % 2 else "dev", size, ("x",) * (number % 3))
+            put(store, "a", held[name])
+        elif kind == "delete":
+            held.pop(name, None)
+            store.delete(GROUP, "a", name)
+        else:
+            kept = {key: thing for key, thing in held.items() if number % 2 or key < "thing-3"}
+            held = kept
+            store.replace(GROUP, "a", {key: GROUP.render(t, (t.name, t.tier)) for key, t in kept.items()})
+        if limit is not None:
+            store.compact(limit)
+        expected = Store([GROUP])
+        for thing in held.values():
+            put(expected, "a", thing)
+        text = store.render(suffix)
+        assert sorted(text.splitlines()) == sorted(expected.render(suffix).splitlines())
+        assert gzip.decompress(store.render_gzip(suffix)) == text
+    store.compact()
+    assert store.pending() == 0
+    assert not store.compact()
+
+
+def test_only_real_changes_ask_for_compaction() -> None:
+    changes: list[int] = []
+    store = Store([GROUP], on_change=lambda: changes.append(1))
+    thing = Thing("one", "prod", 1, ("x",))
+    put(store, "a", thing)
+    assert changes and store.pending() == 2
+    store.compact()
+    changes.clear()
+    put(store, "a", thing)
+    store.delete(GROUP, "a", "never-there")
+    store.retain(GROUP, "a", {"one"})
+    assert changes == [] and store.pending() == 0
+    put(store, "a", Thing("one", "prod", 2, ("x",)))
+    assert changes == [1] and store.pending() == 1  # only the family whose samples changed
+
+
 def test_label_values_are_escaped_and_values_formatted() -> None:
     hostile = 'a"b\\c\nd😀'
     store = Store([GROUP])
@@ -103,3 +169,14 @@ def test_label_values_are_escaped_and_values_formatted() -> None:
         "NaN",
         "1e+20",
     ]
+
+
+def test_a_piece_larger_than_one_stored_block_is_served_before_and_after_deflating() -> None:
+    store = Store([GROUP])
+    put(store, "a", Thing("big", "prod", 1, tuple(f"tag-{index:06d}" for index in range(8000))))
+    text = store.render()
+    assert len(text) > 4 * 0xFFFF
+    assert gzip.decompress(store.render_gzip()) == text  # not yet deflated: stored blocks
+    store.compact()
+    body = store.render_gzip()
+    assert gzip.decompress(body) == text and len(body) < len(text) // 4
