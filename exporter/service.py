@@ -11,6 +11,7 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
+from exporter.compaction import Compactor
 from exporter.config import Settings
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
@@ -24,10 +25,6 @@ from exporter.webconfig import load_web_config
 log = structlog.get_logger("exporter.service")
 
 SHUTDOWN_GRACE = 3.0
-COMPACT_DELAY = 0.005
-"""After a change, how long to let more changes gather before bringing the store's pieces up to date."""
-COMPACT_SLICE = 64
-"""Pieces brought up to date between two turns of the event loop (about a millisecond of work)."""
 
 
 class Source(Protocol):
@@ -55,8 +52,8 @@ class Exporter:
         lenses_group = lenses_metrics.build_group(
             lenses.roundtrip_duration_unit if lenses else "ns", lenses.metadata_labels if lenses else ()
         )
-        self._changed = asyncio.Event()
-        self.store = Store([lenses_group, confluent_metrics.GROUP], on_change=self._changed.set)
+        self.store = Store([lenses_group, confluent_metrics.GROUP])
+        self.compactor = Compactor(self.store)
         self.sources: list[Source] = []
         if lenses is not None:
             self.sources.append(
@@ -89,19 +86,8 @@ class Exporter:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
         self._tasks = [asyncio.create_task(source.run()) for source in self.sources]
-        self._tasks.append(asyncio.create_task(self._compact_forever()))
+        self._tasks.append(asyncio.create_task(self.compactor.run()))
         log.info("exporter_started", listen_address=self.settings.web.listen_address, port=self.port)
-
-    async def _compact_forever(self) -> None:
-        """Keep the store's cached pieces up to date between scrapes, a slice at a time, so that a scrape
-        finds only the last few milliseconds of changes left to do and updates never wait long for it."""
-        while True:
-            await self._changed.wait()
-            await asyncio.sleep(COMPACT_DELAY)
-            self._changed.clear()
-            # A scrape being written pauses this; its end asks for compaction again.
-            while not self.store.scrapes and self.store.compact(COMPACT_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
-                await asyncio.sleep(0)
 
     async def stop(self) -> None:
         """Cancel background work, close upstream connections, stop serving."""

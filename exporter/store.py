@@ -5,11 +5,18 @@ rendered into one chunk of sample lines per family. The store keeps those chunks
 (group, partition, object); a scrape writes each family's header followed by every object's chunk for that
 family, so the series of a family stay contiguous as the text format requires, and an object that is gone
 has no series left behind.
+
+Objects are spread over cells; each (family, cell) piece caches its joined text, its CRC-32 and its deflated
+text. A change marks pieces; `join_changed` and `to_deflate`/`deflated` bring them up to date (in the
+background, see `exporter.compaction`), and a scrape joins whatever is still marked before it writes, so it
+always serves the state as of its start. Gzip is the cached deflated pieces as one member (a piece not yet
+deflated goes as stored blocks), its CRC-32 combined from the pieces' checksums.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import struct
 import zlib
@@ -26,6 +33,9 @@ Sample = tuple[tuple[str, ...], float]
 
 Rendered = tuple[bytes, ...]
 """One object's sample lines, one chunk per family of its group (empty bytes where it has none)."""
+
+Deflation = tuple[int, int, int, bytes]
+"""A piece to deflate: its group's number, family position and cell, and its text."""
 
 
 def escape_label_value(value: str) -> str:
@@ -121,6 +131,11 @@ def deflate_segment(data: bytes) -> bytes:
         return b""
     compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+def deflate_all(texts: Sequence[bytes]) -> list[bytes]:
+    """`deflate_segment` of each text."""
+    return [deflate_segment(text) for text in texts]
 
 
 def stored_segment(data: bytes) -> bytes:
@@ -226,10 +241,9 @@ class _GroupState:
                 self.dirty.add((position, index))
         return True
 
-    def compact(self, limit: int, deflate: bool) -> int:
-        """Bring up to `limit` pieces up to date; how many were. Without `deflate` (a scrape is waiting), a
-        changed piece gets its text and checksum, and its deflated form is that text in stored blocks:
-        deflating it properly is left to a later call with `deflate`."""
+    def join_changed(self, limit: int) -> int:
+        """Join the text of up to `limit` changed pieces and update their checksums; how many were. Their
+        deflated form is their text in stored blocks until `deflated` gets the real one."""
         dirty, stored = self.dirty, self.stored
         touched: set[int] = set()
         done = 0
@@ -239,21 +253,26 @@ class _GroupState:
             text = b"".join([rendered[position] for rendered in self.cells[index].values()])
             self.texts[position][index] = text
             self.checksums[position].set(index, zlib.crc32(text), len(text))
+            self.deflated[position][index] = stored_segment(text)
+            stored.add(piece)
             touched.add(position)
-            if deflate:
-                self.deflated[position][index] = deflate_segment(text)
-                stored.discard(piece)
-            else:
-                self.deflated[position][index] = stored_segment(text)
-                stored.add(piece)
             done += 1
         for position in touched:
             self.checksums[position].root()
-        while deflate and stored and done < limit:
-            position, index = stored.pop()
-            self.deflated[position][index] = deflate_segment(self.texts[position][index])
-            done += 1
         return done
+
+    def to_deflate(self, limit: int) -> list[tuple[int, int, bytes]]:
+        """Up to `limit` pieces still in stored blocks: (family position, cell, text)."""
+        return [
+            (position, index, self.texts[position][index])
+            for position, index in itertools.islice(self.stored, limit)
+        ]
+
+    def take_deflated(self, position: int, index: int, text: bytes, deflated: bytes) -> None:
+        """The deflated form of a piece's text, unless the piece changed since (then it waits its turn)."""
+        if self.texts[position][index] is text:
+            self.deflated[position][index] = deflated
+            self.stored.discard((position, index))
 
 
 class Store:
@@ -322,17 +341,32 @@ class Store:
         """How many (family, cell) pieces are left to bring up to date, deflating included."""
         return sum(len(state.dirty) + len(state.stored) for state in self._states)
 
-    def compact(self, limit: int | None = None) -> bool:
-        """Bring up to `limit` pieces (all of them without a limit) up to date; whether any remain."""
-        budget = limit if limit is not None else self.pending()
+    def join_changed(self, limit: int | None = None) -> bool:
+        """Join the text of up to `limit` changed pieces (all without a limit) and update their checksums,
+        their deflating left for later; whether any changed piece remains."""
+        budget = limit if limit is not None else sum(len(state.dirty) for state in self._states)
         for state in self._states:
-            budget -= state.compact(budget, deflate=True)
-        return self.pending() > 0
+            budget -= state.join_changed(budget)
+        return any(state.dirty for state in self._states)
 
-    def _join_changed(self) -> None:
-        """What a scrape needs first: every changed piece's text and checksum, with no deflating."""
-        for state in self._states:
-            state.compact(len(state.dirty), deflate=False)
+    def to_deflate(self, limit: int) -> list[Deflation]:
+        """Up to `limit` joined pieces waiting for their deflated form, for `deflate_all` and then `deflated`
+        (texts are immutable: the work may be done elsewhere; a piece changed meanwhile is skipped)."""
+        work: list[Deflation] = []
+        for number, state in enumerate(self._states):
+            work.extend((number, *piece) for piece in state.to_deflate(limit - len(work)))
+        return work
+
+    def deflated(self, work: Sequence[Deflation], results: Sequence[bytes]) -> None:
+        """Take the deflated forms `deflate_all` made for `to_deflate`'s pieces."""
+        for (number, position, index, text), deflated in zip(work, results, strict=True):
+            self._states[number].take_deflated(position, index, text, deflated)
+
+    def compact(self) -> None:
+        """Bring every piece up to date, deflating included, in this thread."""
+        self.join_changed()
+        work = self.to_deflate(self.pending())
+        self.deflated(work, deflate_all([text for *_, text in work]))
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -349,7 +383,7 @@ class Store:
     def parts(self, suffix: bytes = b"") -> list[bytes]:
         """The exposition as pieces to write in order: every family's header and samples (a family with no
         samples is left out), then `suffix`. Pieces are immutable, so later changes cannot tear a scrape."""
-        self._join_changed()
+        self.join_changed()
         out: list[bytes] = []
         for state in self._states:
             for position, header in enumerate(state.headers):
@@ -367,7 +401,7 @@ class Store:
     def gzip_parts(self, suffix: bytes = b"") -> list[bytes]:
         """`parts(suffix)` as the pieces of one gzip member, from the cached deflated pieces; the trailer's
         CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
-        self._join_changed()
+        self.join_changed()
         segments: list[bytes] = [_GZIP_HEADER]
         crc = 0
         size = 0

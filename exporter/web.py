@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TypedDict
@@ -88,6 +89,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         await response.prepare(request)
         for batch in _batches(parts, WRITE_BATCH_BYTES):
             await response.write(batch)
+            # The socket may take every batch without waiting; a turn of the loop between batches keeps the
+            # live stream's updates flowing during a large scrape.
+            await asyncio.sleep(0)
         await response.write_eof()
     return response
 

@@ -20,7 +20,7 @@ class InvalidAgent(ValueError):
     """An object that cannot be an agent at all (not an object, or no usable name)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FlinkAgent:
     """One Flink agent as the exporter needs it."""
 

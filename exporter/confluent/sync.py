@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import random
 import time
 
 import httpx
 import structlog
 
+from exporter import memory
 from exporter.config import ConfluentSettings, ConfluentTarget
 from exporter.confluent import metrics
 from exporter.confluent.client import (
@@ -174,7 +174,7 @@ class ConfluentSync:
             attempts=listing.attempts,
             waited_seconds=listing.waited,
         )
-        gc.freeze()  # see LensesSync._apply_listing: the long-lived state leaves the collector's scans
+        memory.settle_after_listing()
         return True
 
     async def aclose(self) -> None:

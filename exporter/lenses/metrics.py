@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from exporter.lenses.model import SECTIONS, Environment
+from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
 from exporter.store import Family, FamilyGroup, Sample
 
 COMMON_LABELS = ("environment", "tier")
@@ -21,10 +21,12 @@ def _one(value: float | None) -> Iterable[Sample]:
 
 
 def _section_value(section: str, key: str) -> Reader:
+    index = SECTION_FIELDS[section].index(key)
+
     def read(environment: Environment) -> Iterable[Sample]:
         agent = environment.agent
         block = agent.sections.get(section) if agent else None
-        return _one(block.values.get(key) if block else None)
+        return _one(block.values[index] if block else None)
 
     return read
 

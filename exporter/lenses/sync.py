@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import json
 import random
 import time
@@ -15,6 +14,7 @@ from typing import Any
 import structlog
 from httpx_sse import ServerSentEvent
 
+from exporter import memory
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
 from exporter.lenses.client import SOURCE, LensesClient
@@ -178,10 +178,7 @@ class LensesSync:
                 self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
-        # Tens of thousands of long-lived objects (models, rendered chunks) would otherwise be scanned by
-        # every full collection, each a pause of hundreds of milliseconds at fleet scale. Frozen objects are
-        # still freed by reference counting when replaced; none of them form cycles.
-        gc.freeze()
+        memory.settle_after_listing()
 
     def _with_connections(self, environment: Environment) -> Environment:
         count = self._connections.get(environment.name)

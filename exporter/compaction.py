@@ -1,0 +1,55 @@
+"""Keeping the store's pieces up to date between scrapes, so that a scrape finds only the last few
+milliseconds of changes to join and serves everything else as it is.
+
+Two loops on the event loop, a slice of about a millisecond at a time: joining changed pieces' text and
+checksums soon after each change, and deflating them, most of the work, which waits while a scrape is being
+written so the two do not compete. (A worker thread for deflating was measured: it holds its own malloc
+arena, and the fragmentation cost more memory than the event loop time it saved.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from exporter.store import Store, deflate_all
+
+DELAY = 0.005
+"""After a change, how long to let more changes gather before joining them."""
+JOIN_SLICE = 32
+"""Changed pieces joined between two turns of the event loop (about a millisecond)."""
+DEFLATE_SLICE = 8
+"""Pieces deflated between two turns of the event loop (about a millisecond)."""
+
+
+class Compactor:
+    """Runs the store's upkeep in the background; `run` until cancelled."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._changed = asyncio.Event()
+        self._joined = asyncio.Event()
+        store.on_change = self._changed.set
+
+    async def run(self) -> None:
+        """Join and deflate changed pieces until cancelled."""
+        await asyncio.gather(self._join_forever(), self._deflate_forever())
+
+    async def _join_forever(self) -> None:
+        store = self.store
+        while True:
+            await self._changed.wait()
+            await asyncio.sleep(DELAY)
+            self._changed.clear()
+            while store.join_changed(JOIN_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
+                await asyncio.sleep(0)
+            self._joined.set()
+
+    async def _deflate_forever(self) -> None:
+        store = self.store
+        while True:
+            await self._joined.wait()
+            self._joined.clear()
+            # A scrape being written stops this; its end counts as a change, which wakes both loops again.
+            while not store.scrapes and (work := store.to_deflate(DEFLATE_SLICE)):
+                store.deflated(work, deflate_all([text for *_, text in work]))
+                await asyncio.sleep(0)
