@@ -13,12 +13,12 @@ import asyncio
 
 from exporter.store import Store, deflate_all
 
-DELAY = 0.005
+DELAY = 0.001
 """After a change, how long to let more changes gather before joining them."""
-JOIN_SLICE = 32
-"""Changed pieces joined between two turns of the event loop (about a millisecond)."""
-DEFLATE_SLICE = 8
-"""Pieces deflated between two turns of the event loop (about a millisecond)."""
+JOIN_SLICE = 16
+"""Changed pieces joined between two turns of the event loop (well under a millisecond)."""
+DEFLATE_SLICE = 4
+"""Pieces deflated between two turns of the event loop (about half a millisecond)."""
 
 
 class Compactor:

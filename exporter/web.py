@@ -16,6 +16,7 @@ from exporter.health import Health, Telemetry
 from exporter.store import Store
 
 WRITE_BATCH_BYTES = 1 << 20
+"""Bytes joined per write of a scrape's body; the event loop gets a turn after each."""
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -67,7 +68,7 @@ def own_metrics(telemetry: Telemetry, openmetrics_format: bool) -> bytes:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Serve the exposition from what is stored; never waits on an upstream.
 
-    The body is written in slices of about a megabyte straight from the store's cached pieces, so a large
+    The body is written in slices of a megabyte joined from the store's cached pieces, so a large
     estate's scrape neither builds one huge temporary copy nor holds the event loop for all of it."""
     app = request.app
     store = app[STORE_KEY]

@@ -35,7 +35,7 @@ log = structlog.get_logger("exporter.confluent")
 START_STEP = 0.2
 """Seconds between the first polls of consecutive targets (each with jitter inside its slot)."""
 
-RENDER_BATCH = 500
+RENDER_BATCH = 100
 """Agents decoded and rendered between two yields to the event loop."""
 
 INTERVAL_JITTER = 0.1

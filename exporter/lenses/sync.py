@@ -28,7 +28,7 @@ from exporter.upstream import UpstreamError
 log = structlog.get_logger("exporter.lenses")
 
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
-BATCH = 500
+BATCH = 100
 """Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
 
