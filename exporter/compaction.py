@@ -50,6 +50,8 @@ class Compactor:
             await self._joined.wait()
             self._joined.clear()
             # A scrape being written stops this; its end counts as a change, which wakes both loops again.
+            if not store.scrapes:
+                store.combine_checksums()
             while not store.scrapes and (work := store.to_deflate(DEFLATE_SLICE)):
                 store.deflated(work, deflate_all([text for *_, text in work]))
                 await asyncio.sleep(0)

@@ -245,7 +245,6 @@ class _GroupState:
         """Join the text of up to `limit` changed pieces and update their checksums; how many were. Their
         deflated form is their text in stored blocks until `deflated` gets the real one."""
         dirty, stored = self.dirty, self.stored
-        touched: set[int] = set()
         done = 0
         while dirty and done < limit:
             piece = dirty.pop()
@@ -255,10 +254,7 @@ class _GroupState:
             self.checksums[position].set(index, zlib.crc32(text), len(text))
             self.deflated[position][index] = stored_segment(text)
             stored.add(piece)
-            touched.add(position)
             done += 1
-        for position in touched:
-            self.checksums[position].root()
         return done
 
     def to_deflate(self, limit: int) -> list[tuple[int, int, bytes]]:
@@ -362,6 +358,13 @@ class Store:
         for (number, position, index, text), deflated in zip(work, results, strict=True):
             self._states[number].take_deflated(position, index, text, deflated)
 
+    def combine_checksums(self) -> None:
+        """Recombine the checksum trees of families whose pieces changed (a gzip scrape needs their roots;
+        doing it between scrapes leaves it less to do)."""
+        for state in self._states:
+            for tree in state.checksums:
+                tree.root()
+
     def compact(self) -> None:
         """Bring every piece up to date, deflating included, in this thread."""
         self.join_changed()
@@ -386,10 +389,11 @@ class Store:
         self.join_changed()
         out: list[bytes] = []
         for state in self._states:
-            for position, header in enumerate(state.headers):
-                if state.checksums[position].root()[1]:
+            for header, texts in zip(state.headers, state.texts, strict=True):
+                samples = list(filter(None, texts))
+                if samples:
                     out.append(header)
-                    out.extend(filter(None, state.texts[position]))
+                    out.extend(samples)
         if suffix:
             out.append(suffix)
         return out
