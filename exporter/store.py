@@ -276,8 +276,9 @@ class Store:
 
     A partition is one configured target: a full re-list replaces its whole key set, an update replaces
     one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces to bring up
-    to date: `compact` does that a slice at a time between scrapes (`on_change` says there is work), and a
-    scrape does whatever is left, so it always serves the state as of its start.
+    to date (`on_change` says there is work): `join_changed`, `to_deflate`/`deflated` and
+    `combine_checksums` do it a slice at a time between scrapes, and a scrape joins whatever is left, so it
+    always serves the state as of its start.
     """
 
     def __init__(
@@ -347,7 +348,7 @@ class Store:
 
     def to_deflate(self, limit: int) -> list[Deflation]:
         """Up to `limit` joined pieces waiting for their deflated form, for `deflate_all` and then `deflated`
-        (texts are immutable: the work may be done elsewhere; a piece changed meanwhile is skipped)."""
+        (which skips a piece that changed in between)."""
         work: list[Deflation] = []
         for number, state in enumerate(self._states):
             work.extend((number, *piece) for piece in state.to_deflate(limit - len(work)))
@@ -373,8 +374,8 @@ class Store:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
-        """Around writing a scrape's body. Background compaction waits meanwhile: the scrape brought every
-        piece up to date when it began, and its writes should not share the event loop with that work."""
+        """Around writing a scrape's body. Background deflating waits meanwhile: the scrape joined what it
+        needed when it began, and its writes should not share the event loop with that work."""
         self.scrapes += 1
         try:
             yield
