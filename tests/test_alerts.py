@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -20,7 +19,7 @@ import yaml
 from alerts import generate
 from alerts.rules import PREFIX, RUNBOOK_URL, AlertSettings, render, rule_file
 from tests.metric_contract import contract_names, metric_names
-from tests.support import eventually, require_binary
+from tests.support import eventually, free_port, require_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 ALERTS = ROOT / "alerts"
@@ -248,12 +247,6 @@ def test_alertmanager_example_routes_by_severity_and_tier(labels: list[str], rec
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == receiver
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from exporter.secrets import Secret
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.dashboard_queries import load, queries, substitute
-from tests.support import eventually, require_binary
+from tests.support import eventually, free_port, require_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -40,12 +39,6 @@ LENSES_TOKEN = "sim-hq-token"
 API_KEY, API_SECRET = "sim-key", "sim-secret"
 RATE_INTERVAL = "15s"
 DEADLINE = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import eventually, find, scrape
+from tests.support import eventually, find, free_port, scrape
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("IMAGE_TEST") != "1", reason="container image check: run `make image-test`"
@@ -48,14 +47,6 @@ async def engine(*args: str, seconds: float = 60.0) -> Completed:
     stdout, stderr = await asyncio.wait_for(process.communicate(), seconds)
     assert process.returncode is not None
     return Completed(process.returncode, stdout.decode(), stderr.decode())
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now (the container binds it on the host's network)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass

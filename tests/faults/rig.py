@@ -8,7 +8,6 @@ import asyncio
 import html
 import os
 import re
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +29,7 @@ from exporter.confluent.sync import INTERVAL_JITTER
 from exporter.secrets import Secret
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator, SimulatorOptions
-from tests.support import parse_samples
+from tests.support import free_port, parse_samples
 
 LENSES_TOKEN = "matrix-hq-token-5b1d"
 API_KEY = "matrix-key-77c2"
@@ -56,14 +55,6 @@ STREAM_DEADLINE = RECOVERY_DEADLINE + RETRY_WAIT
 
 DETECTION_DEADLINE = 20.0
 """How long a row may take to show a fault (retries included)."""
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (for 'upstream down at start')."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def simulator_options(**overrides: Any) -> SimulatorOptions:

@@ -27,6 +27,7 @@ from tests.faults.rig import (
     rig,
     simulator_options,
 )
+from tests.support import free_port
 from tests.tls_certificates import CertificateAuthority
 
 
@@ -144,7 +145,6 @@ async def tls_simulator(directory: Path, port: int) -> AsyncIterator[tuple[Simul
 
 
 async def test_untrusted_tls_certificate_then_trusted_ca(reliability: Collector, tmp_path: Path) -> None:
-    from tests.faults.rig import free_port
 
     port = free_port()
     async with tls_simulator(tmp_path, port) as (_, authority):

@@ -16,7 +16,8 @@ from exporter.health import Telemetry
 from exporter.lenses.client import LensesClient
 from exporter.secrets import Secret
 from exporter.upstream import UpstreamError
-from tests.faults.rig import SOURCES, free_port, rig, simulator_options
+from tests.faults.rig import SOURCES, rig, simulator_options
+from tests.support import free_port
 
 WRONG_TOKEN = "wrong-token-7f3e9a"
 WRONG_KEY = "wrong-key-2b8c"
