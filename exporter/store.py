@@ -149,6 +149,7 @@ def stored_segment(data: bytes) -> bytes:
 
 
 def _combine(crc1: int, length1: int, crc2: int, length2: int) -> int:
+    """CRC-32 of A+B from both CRCs and lengths (an empty side needs no combining)."""
     if not length2:
         return crc1
     if not length1:
@@ -179,15 +180,9 @@ class _ChecksumTree:
         while pending:
             parents: set[int] = set()
             for node in pending:
-                left = 2 * node
-                right_length = length[left + 1]
-                if not right_length:
-                    crc[node] = crc[left]
-                elif not length[left]:
-                    crc[node] = crc[left + 1]
-                else:
-                    crc[node] = crc32_combine(crc[left], crc[left + 1], right_length)
-                length[node] = length[left] + right_length
+                left, right = 2 * node, 2 * node + 1
+                crc[node] = _combine(crc[left], length[left], crc[right], length[right])
+                length[node] = length[left] + length[right]
                 parents.add(node >> 1)
             parents.discard(0)
             pending = parents
