@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from prometheus_client.samples import Sample
@@ -153,6 +153,27 @@ class Target:
     last_error: str
 
 
+V = TypeVar("V")
+
+
+async def _poll(
+    read: Callable[[], Awaitable[V]],
+    check: Callable[[V], bool],
+    deadline: float,
+    describe: Callable[[V], str],
+) -> tuple[float, V]:
+    """Read until `check` holds: (seconds it took, the value). Kept beside `tests.support.eventually`
+    because the reliability report needs the time taken."""
+    started = time.monotonic()
+    while True:
+        last = await read()
+        if check(last):
+            return time.monotonic() - started, last
+        if time.monotonic() - started > deadline:
+            raise AssertionError(f"not within {deadline:.1f}s: {describe(last)}")
+        await asyncio.sleep(0.02)
+
+
 class Rig:
     """A running exporter (both sources) and, when it is up, the simulator it watches."""
 
@@ -210,30 +231,19 @@ class Rig:
     ) -> tuple[float, State]:
         """Poll /metrics until `check` holds; (seconds it took, the state that satisfied it). Fails at the
         deadline with the last state seen."""
-        started = time.monotonic()
-        last: State | None = None
-        while True:
-            last = await self.state()
-            if check(last):
-                return time.monotonic() - started, last
-            if time.monotonic() - started > deadline:
-                raise AssertionError(
-                    f"not within {deadline:.1f}s: {what}; last up={last.up}, "
-                    f"sse_connected={last.sse_connected}"
-                )
-            await asyncio.sleep(0.02)
+        return await _poll(
+            self.state,
+            check,
+            deadline,
+            lambda last: f"{what}; last up={last.up}, sse_connected={last.sse_connected}",
+        )
 
     async def until_landing(
         self, check: Callable[[dict[str, Target]], bool], *, deadline: float, what: str
     ) -> dict[str, Target]:
-        started = time.monotonic()
-        while True:
-            page = await self.landing()
-            if check(page):
-                return page
-            if time.monotonic() - started > deadline:
-                raise AssertionError(f"not within {deadline:.1f}s: {what}; landing page {page}")
-            await asyncio.sleep(0.02)
+        """Poll the landing page until `check` holds; fails at the deadline with the last page seen."""
+        _, page = await _poll(self.landing, check, deadline, lambda last: f"{what}; landing page {last}")
+        return page
 
     async def healthy(self, deadline: float = 15.0, stream_deadline: float = 15.0) -> State:
         """Both sources up with the series matching the world (within `deadline`), and the stream open
