@@ -6,11 +6,12 @@ rendered into one chunk of sample lines per family. The store keeps those chunks
 family, so the series of a family stay contiguous as the text format requires, and an object that is gone
 has no series left behind.
 
-Objects are spread over cells; each (family, cell) piece caches its joined text, its CRC-32 and its deflated
-text. A change marks pieces; `join_changed` and `to_deflate`/`deflated` bring them up to date (in the
-background, see `exporter.compaction`), and a scrape joins whatever is still marked before it writes, so it
-always serves the state as of its start. Gzip is the cached deflated pieces as one member (a piece not yet
-deflated goes as stored blocks), its CRC-32 combined from the pieces' checksums.
+Objects are spread over cells; a cell keeps its objects' chunks as one list per family, and each (family,
+cell) piece caches its joined text, its CRC-32 and its deflated text. A change marks pieces; `join_changed`
+and `to_deflate`/`deflated` bring them up to date (in the background, see `exporter.compaction`), and a
+scrape joins whatever is still marked before it writes, so it always serves the state as of its start. Gzip
+is the cached deflated pieces as one member (a piece not yet deflated goes as stored blocks), its CRC-32
+combined from the pieces' checksums.
 """
 
 from __future__ import annotations
@@ -191,7 +192,10 @@ class _ChecksumTree:
 
 
 class _GroupState:
-    """A group's objects by cell, and per family and cell the cached text, deflated text and checksum."""
+    """A group's objects by cell, and per family and cell the cached text, deflated text and checksum.
+
+    A cell keeps its objects' chunks as one list per family (a column, indexed by the object's slot), so
+    joining a piece is one `bytes.join` of a list that is already there."""
 
     def __init__(self, group: FamilyGroup[Any]) -> None:
         self.group = group
@@ -199,14 +203,21 @@ class _GroupState:
         self.deflated_headers = [deflate_segment(header) for header in self.headers]
         self.header_crcs = [zlib.crc32(header) for header in self.headers]
         families = len(group.families)
-        self.cells: list[dict[tuple[str, str], Rendered]] = [{} for _ in range(CELLS)]
+        self.slots: list[dict[tuple[str, str], int]] = [{} for _ in range(CELLS)]
+        """Per cell, each object's slot in the cell's columns."""
+        self.keys: list[list[tuple[str, str]]] = [[] for _ in range(CELLS)]
+        """Per cell, the object in each slot."""
+        self.columns: list[list[list[bytes]]] = [[[] for _ in range(families)] for _ in range(CELLS)]
+        """Per cell and family, the objects' chunks by slot."""
         self.texts = [[b""] * CELLS for _ in range(families)]
         self.deflated = [[b""] * CELLS for _ in range(families)]
         self.checksums = [_ChecksumTree() for _ in range(families)]
         self.dirty: set[tuple[int, int]] = set()
         """(family position, cell) pieces whose objects changed since their text was joined."""
         self.stored: set[tuple[int, int]] = set()
-        """Pieces whose deflated form is still their text in stored blocks."""
+        """Joined pieces not deflated yet: a gzip scrape sends them as stored blocks."""
+        self.unchecked: set[tuple[int, int]] = set()
+        """Joined pieces whose checksum and stored blocks are not made yet (a gzip scrape makes them)."""
         self.partitions: dict[str, set[str]] = {}
 
     def cell(self, partition: str, key: str) -> int:
@@ -214,46 +225,72 @@ class _GroupState:
 
     def put(self, partition: str, key: str, rendered: Rendered) -> bool:
         index = self.cell(partition, key)
-        objects = self.cells[index]
-        old = objects.get((partition, key))
-        objects[(partition, key)] = rendered
-        self.partitions.setdefault(partition, set()).add(key)
+        slots, columns, dirty = self.slots[index], self.columns[index], self.dirty
+        slot = slots.get((partition, key))
         changed = False
-        for position, chunk in enumerate(rendered):
-            if old is None or old[position] != chunk:
-                self.dirty.add((position, index))
+        if slot is None:
+            slots[(partition, key)] = len(self.keys[index])
+            self.keys[index].append((partition, key))
+            self.partitions.setdefault(partition, set()).add(key)
+            for position, (column, chunk) in enumerate(zip(columns, rendered, strict=True)):
+                column.append(chunk)
+                if chunk:
+                    dirty.add((position, index))
+                    changed = True
+            return changed
+        for position, (column, chunk) in enumerate(zip(columns, rendered, strict=True)):
+            if column[slot] != chunk:
+                column[slot] = chunk
+                dirty.add((position, index))
                 changed = True
         return changed
 
     def delete(self, partition: str, key: str) -> bool:
         index = self.cell(partition, key)
-        old = self.cells[index].pop((partition, key), None)
+        slot = self.slots[index].pop((partition, key), None)
         self.partitions.get(partition, set()).discard(key)
-        if old is None:
+        if slot is None:
             return False
-        for position, chunk in enumerate(old):
-            if chunk:
+        # The last slot's object moves into the freed one, so the columns stay dense.
+        keys = self.keys[index]
+        moved = keys.pop()
+        if slot < len(keys):
+            keys[slot] = moved
+            self.slots[index][moved] = slot
+        for position, column in enumerate(self.columns[index]):
+            last = column.pop()
+            if slot < len(column):
+                gone, column[slot] = column[slot], last
+            else:
+                gone = last
+            if gone:
                 self.dirty.add((position, index))
         return True
 
     def join_changed(self, limit: int) -> int:
-        """Join the text of up to `limit` changed pieces and update their checksums; how many were. Their
-        deflated form is their text in stored blocks until `deflated` gets the real one."""
-        dirty, stored = self.dirty, self.stored
+        """Join the text of up to `limit` changed pieces; how many were. Their checksum and deflated form
+        wait for `deflated` (or for a gzip scrape, `check`)."""
+        dirty = self.dirty
         done = 0
         while dirty and done < limit:
             piece = dirty.pop()
             position, index = piece
-            text = b"".join([rendered[position] for rendered in self.cells[index].values()])
-            self.texts[position][index] = text
-            self.checksums[position].set(index, zlib.crc32(text), len(text))
-            self.deflated[position][index] = stored_segment(text)
-            stored.add(piece)
+            self.texts[position][index] = b"".join(self.columns[index][position])
+            self.stored.add(piece)
+            self.unchecked.add(piece)
             done += 1
         return done
 
+    def check(self) -> None:
+        """Checksums, and stored blocks as their deflated form, for joined pieces not deflated yet."""
+        for position, index in self.unchecked:
+            text = self.texts[position][index]
+            self.checksums[position].set(index, zlib.crc32(text), len(text))
+            self.deflated[position][index] = stored_segment(text)
+        self.unchecked.clear()
+
     def to_deflate(self, limit: int) -> list[tuple[int, int, bytes]]:
-        """Up to `limit` pieces still in stored blocks: (family position, cell, text)."""
+        """Up to `limit` joined pieces not deflated yet: (family position, cell, text)."""
         return [
             (position, index, self.texts[position][index])
             for position, index in itertools.islice(self.stored, limit)
@@ -263,7 +300,9 @@ class _GroupState:
         """The deflated form of a piece's text, unless the piece changed since (then it waits its turn)."""
         if self.texts[position][index] is text:
             self.deflated[position][index] = deflated
+            self.checksums[position].set(index, zlib.crc32(text), len(text))
             self.stored.discard((position, index))
+            self.unchecked.discard((position, index))
 
 
 class Store:
@@ -334,8 +373,8 @@ class Store:
         return sum(len(state.dirty) + len(state.stored) for state in self._states)
 
     def join_changed(self, limit: int | None = None) -> bool:
-        """Join the text of up to `limit` changed pieces (all without a limit) and update their checksums,
-        their deflating left for later; whether any changed piece remains."""
+        """Join the text of up to `limit` changed pieces (all without a limit), their checksums and deflating
+        left for later; whether any changed piece remains."""
         budget = limit if limit is not None else sum(len(state.dirty) for state in self._states)
         for state in self._states:
             budget -= state.join_changed(budget)
@@ -350,7 +389,7 @@ class Store:
         return work
 
     def deflated(self, work: Sequence[Deflation], results: Sequence[bytes]) -> None:
-        """Take the deflated forms `deflate_all` made for `to_deflate`'s pieces."""
+        """Take the deflated forms `deflate_all` made for `to_deflate`'s pieces, and their checksums."""
         for (number, position, index, text), deflated in zip(work, results, strict=True):
             self._states[number].take_deflated(position, index, text, deflated)
 
@@ -402,6 +441,8 @@ class Store:
         """`parts(suffix)` as the pieces of one gzip member, from the cached deflated pieces; the trailer's
         CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
         self.join_changed()
+        for state in self._states:
+            state.check()
         segments: list[bytes] = [_GZIP_HEADER]
         crc = 0
         size = 0

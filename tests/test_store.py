@@ -7,9 +7,11 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exporter import store as store_module
 from exporter.store import (
     Family,
     FamilyGroup,
@@ -118,6 +120,23 @@ def test_every_scrape_is_exact_whatever_was_left_to_bring_up_to_date(
 ) -> None:
     """Changes interleaved with partial compaction (the background's slices): text and gzip always equal the
     objects held at that moment."""
+    check_operations(operations)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPERATIONS)
+def test_every_scrape_is_exact_when_objects_share_cells(
+    operations: list[tuple[str, int, int | None, int | None]],
+) -> None:
+    """The same with two cells, so objects share a cell's columns and a deletion moves another object."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(store_module, "CELLS", 2)
+        check_operations(operations)
+
+
+def check_operations(operations: list[tuple[str, int, int | None, int | None]]) -> None:
+    """Apply `operations` to a store, compacting part of it after some, and compare every scrape with a
+    store built from scratch out of the objects held at that moment."""
     changes: list[int] = []
     store = Store([GROUP], on_change=lambda: changes.append(1))
     held: dict[str, Thing] = {}
