@@ -138,7 +138,7 @@ class ConfluentSync:
                 status.failed(error.message, time.monotonic() - started, **error.log_fields())
                 return False
         # What it took, without the raw agents (at ten thousand agents they would pin tens of megabytes).
-        self.last_listing[target.name] = dataclasses.replace(listing, items=[])
+        summary = self.last_listing[target.name] = dataclasses.replace(listing, items=[])
         rendered: dict[str, Rendered] = {}
         invalid = 0
         for index, raw in enumerate(listing.items):
@@ -150,6 +150,7 @@ class ConfluentSync:
                 invalid += 1
                 continue
             rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(target, agent))
+        del listing  # the raw agents go before the store changes, so the new state reuses their memory
         if invalid:
             self.telemetry.invalid_objects.labels(SOURCE, target.name).inc(invalid)
         if invalid != self._invalid_logged.get(target.name, 0):
@@ -160,19 +161,21 @@ class ConfluentSync:
                 source=SOURCE,
                 target=target.name,
                 invalid=invalid,
-                request_ids=",".join(listing.request_ids[:10]),
+                request_ids=",".join(summary.request_ids[:10]),
             )
         self.store.replace(metrics.GROUP, target.name, rendered)
-        status.succeeded(time.monotonic() - started, len(rendered))
+        agents = len(rendered)
+        del rendered  # transient: not to be frozen, and its memory to be given back
+        status.succeeded(time.monotonic() - started, agents)
         log.debug(
             "listing_applied",
             source=SOURCE,
             target=target.name,
-            agents=len(rendered),
+            agents=agents,
             invalid=invalid,
-            pages=listing.pages,
-            attempts=listing.attempts,
-            waited_seconds=listing.waited,
+            pages=summary.pages,
+            attempts=summary.attempts,
+            waited_seconds=summary.waited,
         )
         memory.settle_after_listing()
         return True

@@ -101,9 +101,11 @@ class LensesSync:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
         environments = await self._decode_all(items, request_id)
+        del items  # the raw JSON goes before rendering, so the new state reuses its memory
         if self.settings.kafka_connections:
             await self._poll_connections(environments)
         await self._apply_listing(environments, started_wall)
+        memory.settle_after_listing()
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
         self._listed.set()
         return True
@@ -178,7 +180,6 @@ class LensesSync:
                 self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
-        memory.settle_after_listing()
 
     def _with_connections(self, environment: Environment) -> Environment:
         count = self._connections.get(environment.name)
@@ -272,7 +273,10 @@ class LensesSync:
                 self._invalid_event(name, "snapshot has no `items` list", request_id)
                 return
             received = time.monotonic()
-            await self._apply_listing(await self._decode_all(items, request_id), received)
+            environments = await self._decode_all(items, request_id)
+            del data, items  # as in `sync_once`
+            await self._apply_listing(environments, received)
+            memory.settle_after_listing()
             self.status.objects_changed(len(self._environments))
         elif name == "environment_updated":
             environment = self._decode(data, request_id)
