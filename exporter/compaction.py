@@ -1,9 +1,9 @@
 """Keeping the store's pieces up to date between scrapes, so that a scrape finds only the last few
 milliseconds of changes to join and serves everything else as it is.
 
-Two loops on the event loop, a slice of about a millisecond at a time: joining changed pieces' text and
-checksums soon after each change, and deflating them, most of the work, which waits while a scrape is being
-written so the two do not compete. (A worker thread for deflating was measured: it holds its own malloc
+Two loops on the event loop, a short slice at a time: joining changed pieces' text soon after each change,
+and deflating them (with their checksums), most of the work, which waits while a scrape is being written so
+the two do not compete. (A worker thread for deflating was measured: it holds its own malloc
 arena, and the fragmentation cost more memory than the event loop time it saved.)
 """
 
@@ -17,8 +17,9 @@ DELAY = 0.001
 """After a change, how long to let more changes gather before joining them."""
 JOIN_SLICE = 16
 """Changed pieces joined between two turns of the event loop (well under a millisecond)."""
-DEFLATE_SLICE = 4
-"""Pieces deflated between two turns of the event loop (about half a millisecond)."""
+DEFLATE_SLICE = 32 * 1024
+"""Bytes of text deflated between two turns of the event loop (about a sixth of a millisecond), so a scrape
+that arrives meanwhile waits little: pieces range from a few to tens of kilobytes."""
 
 
 class Compactor:
@@ -50,8 +51,11 @@ class Compactor:
             await self._joined.wait()
             self._joined.clear()
             # A scrape being written stops this; its end counts as a change, which wakes both loops again.
-            if not store.scrapes:
-                store.combine_checksums()
             while not store.scrapes and (work := store.to_deflate(DEFLATE_SLICE)):
                 store.deflated(work, deflate_all([text for *_, text in work]))
+                await asyncio.sleep(0)
+            # Checksums combined and deflated pieces joined per family now, not by the next gzip scrape.
+            for _ in store.prepare_gzip():
+                if store.scrapes:
+                    break
                 await asyncio.sleep(0)

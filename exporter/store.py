@@ -17,9 +17,9 @@ combined from the pieces' checksums.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import struct
+import sys
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -211,6 +211,8 @@ class _GroupState:
         """Per cell and family, the objects' chunks by slot."""
         self.texts = [[b""] * CELLS for _ in range(families)]
         self.deflated = [[b""] * CELLS for _ in range(families)]
+        self.bodies: list[bytes | None] = [b""] * families
+        """Per family, its pieces' deflated forms joined; None once one of them changed."""
         self.checksums = [_ChecksumTree() for _ in range(families)]
         self.dirty: set[tuple[int, int]] = set()
         """(family position, cell) pieces whose objects changed since their text was joined."""
@@ -287,22 +289,24 @@ class _GroupState:
             text = self.texts[position][index]
             self.checksums[position].set(index, zlib.crc32(text), len(text))
             self.deflated[position][index] = stored_segment(text)
+            self.bodies[position] = None
         self.unchecked.clear()
-
-    def to_deflate(self, limit: int) -> list[tuple[int, int, bytes]]:
-        """Up to `limit` joined pieces not deflated yet: (family position, cell, text)."""
-        return [
-            (position, index, self.texts[position][index])
-            for position, index in itertools.islice(self.stored, limit)
-        ]
 
     def take_deflated(self, position: int, index: int, text: bytes, deflated: bytes) -> None:
         """The deflated form of a piece's text, unless the piece changed since (then it waits its turn)."""
         if self.texts[position][index] is text:
             self.deflated[position][index] = deflated
+            self.bodies[position] = None
             self.checksums[position].set(index, zlib.crc32(text), len(text))
             self.stored.discard((position, index))
             self.unchecked.discard((position, index))
+
+    def body(self, position: int) -> bytes:
+        """A family's deflated pieces as one segment, joined again only after one of them changed."""
+        body = self.bodies[position]
+        if body is None:
+            body = self.bodies[position] = b"".join(self.deflated[position])
+        return body
 
 
 class Store:
@@ -311,7 +315,7 @@ class Store:
     A partition is one configured target: a full re-list replaces its whole key set, an update replaces
     one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces to bring up
     to date (`on_change` says there is work): `join_changed`, `to_deflate`/`deflated` and
-    `combine_checksums` do it a slice at a time between scrapes, and a scrape joins whatever is left, so it
+    `prepare_gzip` do it a slice at a time between scrapes, and a scrape joins whatever is left, so it
     always serves the state as of its start.
     """
 
@@ -381,11 +385,17 @@ class Store:
         return any(state.dirty for state in self._states)
 
     def to_deflate(self, limit: int) -> list[Deflation]:
-        """Up to `limit` joined pieces waiting for their deflated form, for `deflate_all` and then `deflated`
-        (which skips a piece that changed in between)."""
+        """Joined pieces waiting for their deflated form, about `limit` bytes of text (at least one piece
+        when any waits), for `deflate_all` and then `deflated` (which skips a piece that changed since)."""
         work: list[Deflation] = []
+        size = 0
         for number, state in enumerate(self._states):
-            work.extend((number, *piece) for piece in state.to_deflate(limit - len(work)))
+            for position, index in state.stored:
+                if work and size >= limit:
+                    return work
+                text = state.texts[position][index]
+                work.append((number, position, index, text))
+                size += len(text)
         return work
 
     def deflated(self, work: Sequence[Deflation], results: Sequence[bytes]) -> None:
@@ -393,17 +403,20 @@ class Store:
         for (number, position, index, text), deflated in zip(work, results, strict=True):
             self._states[number].take_deflated(position, index, text, deflated)
 
-    def combine_checksums(self) -> None:
-        """Recombine the checksum trees of families whose pieces changed (a gzip scrape needs their roots;
-        doing it between scrapes leaves it less to do)."""
+    def prepare_gzip(self) -> Iterator[None]:
+        """Combine the checksum trees and join the deflated pieces of families whose pieces changed, pausing
+        after each (a gzip scrape needs both; done between scrapes, it finds them ready)."""
         for state in self._states:
-            for tree in state.checksums:
-                tree.root()
+            for position, tree in enumerate(state.checksums):
+                if tree.pending or state.bodies[position] is None:
+                    tree.root()
+                    state.body(position)
+                    yield
 
     def compact(self) -> None:
         """Bring every piece up to date, deflating included, in this thread."""
         self.join_changed()
-        work = self.to_deflate(self.pending())
+        work = self.to_deflate(sys.maxsize)
         self.deflated(work, deflate_all([text for *_, text in work]))
 
     @contextlib.contextmanager
@@ -451,7 +464,7 @@ class Store:
                 family_crc, family_size = state.checksums[position].root()
                 if family_size:
                     segments.append(state.deflated_headers[position])
-                    segments.extend(filter(None, state.deflated[position]))
+                    segments.append(state.body(position))
                     crc = _combine(crc, size, state.header_crcs[position], len(header))
                     size += len(header)
                     crc = _combine(crc, size, family_crc, family_size)
