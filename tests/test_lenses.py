@@ -515,3 +515,26 @@ async def test_changes_are_brought_up_to_date_between_scrapes(simulator: Simulat
 
         await eventually(updated_and_settled, what="the update held and its pieces up to date, unscraped")
         assert await exporter.value("lenses_environment_issues", environment=name) == 4242
+
+
+async def test_a_relisting_keeps_the_objects_of_unchanged_environments() -> None:
+    """Equal environments in a new listing are not swapped for the listing's copies, which would scatter
+    long-lived objects over the memory the listing's transients leave behind."""
+    async with (
+        Simulator(simulator_options(sse_enabled=False)) as simulator,
+        running_exporter(lenses_settings(simulator, poll_interval=0.2)) as exporter,
+    ):
+        sync = exporter.exporter.sources[0]
+        assert isinstance(sync, LensesSync)
+        names = sorted(simulator.world.environments)
+        await eventually(lambda: series_of(exporter, names[0]), what="a first listing")
+        held = dict(sync._environments)
+        changed = next(name for name in names if simulator.world.connected(name))
+        simulator.world.set_metrics(changed, "other", num_issues=4343)
+
+        async def relisted() -> bool:
+            return await exporter.value("lenses_environment_issues", environment=changed) == 4343
+
+        await eventually(relisted, what="a listing with the change")
+        assert sync._environments[changed] is not held[changed]
+        assert all(sync._environments[name] is held[name] for name in names if name != changed)

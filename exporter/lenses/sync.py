@@ -172,12 +172,19 @@ class LensesSync:
                     environments[name] = streamed
             else:
                 del self._stream_changes[name]
-        current = {name: self._with_connections(env) for name, env in environments.items()}
-        for name, environment in current.items():
-            if self._environments.get(name) != environment:
-                ready = prepared.get(name)
-                rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
-                self.store.put(self.group, self.target, name, rendered)
+        current: dict[str, Environment] = {}
+        for name, listed in environments.items():
+            environment = self._with_connections(listed)
+            held = self._environments.get(name)
+            if held is not None and held == environment:
+                # The object already held stays: the listing's equal copy goes with the rest of the listing
+                # instead of pinning the memory the listing's transients leave behind.
+                current[name] = held
+                continue
+            current[name] = environment
+            ready = prepared.get(name)
+            rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
+            self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
 
