@@ -10,8 +10,8 @@ Objects are spread over cells; a cell keeps its objects' chunks as one list per 
 cell) piece caches its joined text, its CRC-32 and its deflated text. A change marks pieces; `join_changed`
 and `to_deflate`/`deflated` bring them up to date (in the background, see `exporter.compaction`), and a
 scrape joins whatever is still marked before it writes, so it always serves the state as of its start. Gzip
-is the cached deflated pieces as one member (a piece not yet deflated goes as stored blocks), its CRC-32
-combined from the pieces' checksums.
+is the cached deflated pieces, joined per family, as one member (a piece not yet deflated goes as stored
+blocks), its CRC-32 combined from the pieces' checksums.
 """
 
 from __future__ import annotations
@@ -418,6 +418,8 @@ class Store:
         self.join_changed()
         work = self.to_deflate(sys.maxsize)
         self.deflated(work, deflate_all([text for *_, text in work]))
+        for _ in self.prepare_gzip():
+            pass
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
@@ -464,7 +466,13 @@ class Store:
                 family_crc, family_size = state.checksums[position].root()
                 if family_size:
                     segments.append(state.deflated_headers[position])
-                    segments.append(state.body(position))
+                    body = state.bodies[position]
+                    # A family changed since its pieces were last joined goes piece by piece (the writer
+                    # joins them anyway); joining them here too would copy them twice.
+                    if body is None:
+                        segments.extend(state.deflated[position])
+                    else:
+                        segments.append(body)
                     crc = _combine(crc, size, state.header_crcs[position], len(header))
                     size += len(header)
                     crc = _combine(crc, size, family_crc, family_size)
