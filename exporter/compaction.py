@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 
-from exporter.store import Store, deflate_all
+from exporter.store import Store
 
 DELAY = 0.001
 """After a change, how long to let more changes gather before joining them."""
@@ -51,8 +51,7 @@ class Compactor:
             await self._joined.wait()
             self._joined.clear()
             # A scrape being written stops this; its end counts as a change, which wakes both loops again.
-            while not store.scrapes and (work := store.to_deflate(DEFLATE_SLICE)):
-                store.deflated(work, deflate_all([text for *_, text in work]))
+            while not store.scrapes and store.deflate(DEFLATE_SLICE):  # noqa: ASYNC110 - as above
                 await asyncio.sleep(0)
             # Checksums combined and deflated pieces joined per family now, not by the next gzip scrape.
             for _ in store.prepare_gzip():

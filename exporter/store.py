@@ -8,7 +8,7 @@ has no series left behind.
 
 Objects are spread over cells; a cell keeps its objects' chunks as one list per family, and each (family,
 cell) piece caches its joined text, its CRC-32 and its deflated text. A change marks pieces; `join_changed`
-and `to_deflate`/`deflated` bring them up to date (in the background, see `exporter.compaction`), and a
+and `deflate` bring them up to date (in the background, see `exporter.compaction`), and a
 scrape joins whatever is still marked before it writes, so it always serves the state as of its start. Gzip
 is the cached deflated pieces, joined per family, as one member (a piece not yet deflated goes as stored
 blocks), its CRC-32 combined from the pieces' checksums.
@@ -34,9 +34,6 @@ Sample = tuple[tuple[str, ...], float]
 
 Rendered = tuple[bytes, ...]
 """One object's sample lines, one chunk per family of its group (empty bytes where it has none)."""
-
-Deflation = tuple[int, int, int, bytes]
-"""A piece to deflate: its group's number, family position and cell, and its text."""
 
 
 def escape_label_value(value: str) -> str:
@@ -132,11 +129,6 @@ def deflate_segment(data: bytes) -> bytes:
         return b""
     compressor = zlib.compressobj(1, zlib.DEFLATED, -15)
     return compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-
-
-def deflate_all(texts: Sequence[bytes]) -> list[bytes]:
-    """`deflate_segment` of each text."""
-    return [deflate_segment(text) for text in texts]
 
 
 def stored_segment(data: bytes) -> bytes:
@@ -271,7 +263,7 @@ class _GroupState:
 
     def join_changed(self, limit: int) -> int:
         """Join the text of up to `limit` changed pieces; how many were. Their checksum and deflated form
-        wait for `deflated` (or for a gzip scrape, `check`)."""
+        wait for `deflate` (or for a gzip scrape, `check`)."""
         dirty = self.dirty
         done = 0
         while dirty and done < limit:
@@ -292,14 +284,20 @@ class _GroupState:
             self.bodies[position] = None
         self.unchecked.clear()
 
-    def take_deflated(self, position: int, index: int, text: bytes, deflated: bytes) -> None:
-        """The deflated form of a piece's text, unless the piece changed since (then it waits its turn)."""
-        if self.texts[position][index] is text:
-            self.deflated[position][index] = deflated
-            self.bodies[position] = None
+    def deflate(self, limit: int) -> int:
+        """Deflate joined pieces not deflated yet, with their checksums, until about `limit` bytes of text
+        are done (a piece is never split); how many bytes were."""
+        done = 0
+        while self.stored and done < limit:
+            piece = self.stored.pop()
+            self.unchecked.discard(piece)
+            position, index = piece
+            text = self.texts[position][index]
+            self.deflated[position][index] = deflate_segment(text)
             self.checksums[position].set(index, zlib.crc32(text), len(text))
-            self.stored.discard((position, index))
-            self.unchecked.discard((position, index))
+            self.bodies[position] = None
+            done += len(text) or 1
+        return done
 
     def body(self, position: int) -> bytes:
         """A family's deflated pieces as one segment, joined again only after one of them changed."""
@@ -314,8 +312,8 @@ class Store:
 
     A partition is one configured target: a full re-list replaces its whole key set, an update replaces
     one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces to bring up
-    to date (`on_change` says there is work): `join_changed`, `to_deflate`/`deflated` and
-    `prepare_gzip` do it a slice at a time between scrapes, and a scrape joins whatever is left, so it
+    to date (`on_change` says there is work): `join_changed`, `deflate` and `prepare_gzip` do it a
+    slice at a time between scrapes, and a scrape joins whatever is left, so it
     always serves the state as of its start.
     """
 
@@ -379,29 +377,20 @@ class Store:
     def join_changed(self, limit: int | None = None) -> bool:
         """Join the text of up to `limit` changed pieces (all without a limit), their checksums and deflating
         left for later; whether any changed piece remains."""
-        budget = limit if limit is not None else sum(len(state.dirty) for state in self._states)
+        budget = sys.maxsize if limit is None else limit
         for state in self._states:
             budget -= state.join_changed(budget)
         return any(state.dirty for state in self._states)
 
-    def to_deflate(self, limit: int) -> list[Deflation]:
-        """Joined pieces waiting for their deflated form, about `limit` bytes of text (at least one piece
-        when any waits), for `deflate_all` and then `deflated` (which skips a piece that changed since)."""
-        work: list[Deflation] = []
-        size = 0
-        for number, state in enumerate(self._states):
-            for position, index in state.stored:
-                if work and size >= limit:
-                    return work
-                text = state.texts[position][index]
-                work.append((number, position, index, text))
-                size += len(text)
-        return work
-
-    def deflated(self, work: Sequence[Deflation], results: Sequence[bytes]) -> None:
-        """Take the deflated forms `deflate_all` made for `to_deflate`'s pieces, and their checksums."""
-        for (number, position, index, text), deflated in zip(work, results, strict=True):
-            self._states[number].take_deflated(position, index, text, deflated)
+    def deflate(self, limit: int) -> bool:
+        """Deflate joined pieces not deflated yet, with their checksums, until about `limit` bytes of text are
+        done (a piece is never split); whether any piece is left to deflate."""
+        budget = limit
+        for state in self._states:
+            budget -= state.deflate(budget)
+            if budget <= 0:
+                break
+        return any(state.stored for state in self._states)
 
     def prepare_gzip(self) -> Iterator[None]:
         """Combine the checksum trees and join the deflated pieces of families whose pieces changed, pausing
@@ -416,8 +405,7 @@ class Store:
     def compact(self) -> None:
         """Bring every piece up to date, deflating included, in this thread."""
         self.join_changed()
-        work = self.to_deflate(sys.maxsize)
-        self.deflated(work, deflate_all([text for *_, text in work]))
+        self.deflate(sys.maxsize)
         for _ in self.prepare_gzip():
             pass
 
