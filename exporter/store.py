@@ -317,12 +317,11 @@ class Store:
     always serves the state as of its start.
     """
 
-    def __init__(
-        self, groups: Sequence[FamilyGroup[Any]], on_change: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, groups: Sequence[FamilyGroup[Any]]) -> None:
         self._states = [_GroupState(group) for group in groups]
         self._by_group = {id(group): state for group, state in zip(groups, self._states, strict=True)}
-        self.on_change = on_change
+        self.on_change: Callable[[], None] | None = None
+        """Called when there is upkeep to do (set by whoever does it, `exporter.compaction.Compactor`)."""
         self.scrapes = 0
         """Scrapes being written now (`serving`)."""
 

@@ -137,8 +137,7 @@ def test_every_scrape_is_exact_when_objects_share_cells(
 def check_operations(operations: list[tuple[str, int, int | None, int | None]]) -> None:
     """Apply `operations` to a store, compacting part of it after some, and compare every scrape with a
     store built from scratch out of the objects held at that moment."""
-    changes: list[int] = []
-    store = Store([GROUP], on_change=lambda: changes.append(1))
+    store = Store([GROUP])
     held: dict[str, Thing] = {}
     suffix = b"own 1\n"
     for kind, number, size, limit in operations:
@@ -176,7 +175,8 @@ def check_operations(operations: list[tuple[str, int, int | None, int | None]]) 
 
 def test_only_real_changes_ask_for_compaction() -> None:
     changes: list[int] = []
-    store = Store([GROUP], on_change=lambda: changes.append(1))
+    store = Store([GROUP])
+    store.on_change = lambda: changes.append(1)
     thing = Thing("one", "prod", 1, ("x",))
     put(store, "a", thing)
     assert changes and store.pending() == 2
