@@ -154,10 +154,10 @@ class LensesSync:
         the loop now and then; the swap itself is atomic. A stream change that arrived after the listing was
         requested wins over it, and a listing older than the one last applied is dropped."""
         prepared: dict[str, tuple[Environment, Rendered]] = {}
-        for index, (name, listed) in enumerate(environments.items()):
+        for index, name in enumerate(environments):
             if index % BATCH == BATCH - 1:
                 await asyncio.sleep(0)
-            environment = self._with_connections(listed)
+            environment = environments[name] = self._with_connections(environments[name])
             # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
             if self._environments.get(name) != environment:
                 prepared[name] = (environment, self._render(environment))
@@ -173,8 +173,7 @@ class LensesSync:
             else:
                 del self._stream_changes[name]
         current: dict[str, Environment] = {}
-        for name, listed in environments.items():
-            environment = self._with_connections(listed)
+        for name, environment in environments.items():
             held = self._environments.get(name)
             if held is not None and held == environment:
                 # The object already held stays: the listing's equal copy goes with the rest of the listing
@@ -183,7 +182,8 @@ class LensesSync:
                 continue
             current[name] = environment
             ready = prepared.get(name)
-            rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
+            # Rendered above unless a stream change replaced the listed environment since.
+            rendered = ready[1] if ready and ready[0] is environment else self._render(environment)
             self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
