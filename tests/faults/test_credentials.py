@@ -145,7 +145,6 @@ async def tls_simulator(directory: Path, port: int) -> AsyncIterator[tuple[Simul
 
 
 async def test_untrusted_tls_certificate_then_trusted_ca(reliability: Collector, tmp_path: Path) -> None:
-
     port = free_port()
     async with tls_simulator(tmp_path, port) as (_, authority):
         async with rig(start_simulator=False, scheme="https", port=port) as running:
