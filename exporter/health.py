@@ -93,6 +93,29 @@ SELF_METRICS = (
         ("source", "target"),
     ),
     SelfMetric(
+        "invalid_fields",
+        "counter",
+        "lenses_hq_exporter_invalid_fields",
+        "Upstream fields dropped or cut while decoding an object, by bounded field name "
+        "(e.g. agent_connected, a negative count, a label value or fan-out over its cap).",
+        ("source", "target", "field"),
+    ),
+    SelfMetric(
+        "internal_errors",
+        "counter",
+        "lenses_hq_exporter_internal_errors",
+        "Unexpected errors inside a background loop; the loop restarts and the target is marked down.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "last_error_info",
+        "gauge",
+        "lenses_hq_exporter_last_error_info",
+        "1 while the target's last sync failed: the bounded reason and the upstream's own error type "
+        "(HQ type, Confluent errors[].code; empty when none). Absent after a success.",
+        ("source", "target", "reason", "upstream_type"),
+    ),
+    SelfMetric(
         "sse_connected",
         "gauge",
         "lenses_hq_exporter_sse_connected",
@@ -135,6 +158,9 @@ class Telemetry:
     requests: Counter
     failures: Counter
     invalid_objects: Counter
+    invalid_fields: Counter
+    internal_errors: Counter
+    last_error_info: Gauge
     sse_connected: Gauge
     sse_events: Counter
     sse_reconnects: Counter
