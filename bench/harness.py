@@ -11,9 +11,13 @@ that takes every measurement. The phases, in order:
    `--scrapes` rounds, each round one GET of the exporter, the floor and the baseline, text and gzip, the
    order rotating between rounds; the exporter's update latency and event-loop stalls over the same window;
 4. external update check: change one environment's figure in the simulator, scrape until it shows;
-5. re-list: `sync_once()` in-process, updates paused; one Confluent poll per target likewise;
-6. churn: `--updates` updates at `--churn-rate` per second, RSS sampled as they are applied;
-7. with `--profile`: py-spy recordings of the exporter while scraping, applying updates and re-listing.
+5. cost: the exporter's CPU over `--cost-window` seconds at `--update-rate`, for updates that drift every
+   figure and for updates that change one, first with no scrape at all, then with a real Prometheus
+   scraping it every `--prometheus-interval` (gzip, as Prometheus asks); the decode+render floor of the
+   same events (`bench/update_floor.py`) and the exporter's CPU per update as a multiple of it;
+6. re-list: `sync_once()` in-process, updates paused; one Confluent poll per target likewise;
+7. churn: `--updates` updates at `--churn-rate` per second, RSS sampled as they are applied;
+8. with `--profile`: py-spy recordings of the exporter while scraping, applying updates and re-listing.
 
 Upstream cost is read from the exporter's own `lenses_hq_exporter_upstream_requests_total` at default poll
 settings. Results: one table on stdout, `bench/results/latest.json`, and `bench/RESULTS.md`.
@@ -28,6 +32,8 @@ import datetime
 import json
 import re
 import shlex
+import shutil
+import socket
 import statistics
 import sys
 import time
@@ -37,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import report
+from bench import report, update_floor
 from bench.common import CONFLUENT_API_KEY, CONFLUENT_API_SECRET, LENSES_TOKEN, summary_ms
 from bench.processes import ROOT, Child
 from bench.profiling import Recording, py_spy
@@ -66,6 +72,8 @@ class Options:
     churn_rate: float = 2_000.0
     probes: int = 20
     relists: int = 3
+    cost_window: float = 60.0
+    prometheus_interval: float = 15.0
     quick: bool = False
     profile: bool = False
     json_path: Path = RESULTS / "latest.json"
@@ -75,7 +83,20 @@ class Options:
     given: set[str] = field(default_factory=set)
 
 
-QUICK = {"environments": 1_000, "agents": 1_000, "scrapes": 5, "updates": 5_000, "probes": 5, "relists": 2}
+QUICK = {
+    "environments": 1_000,
+    "agents": 1_000,
+    "scrapes": 5,
+    "updates": 5_000,
+    "probes": 5,
+    "relists": 2,
+    "cost_window": 20.0,
+    "prometheus_interval": 5.0,
+}
+UPDATE_KINDS = ("every", "one")
+"""Generated updates that drift every figure of an environment, and updates that change one figure each."""
+FLOOR_EVENTS = 2_000
+"""Stream events the decode+render floor is measured on (per kind of update)."""
 
 
 def parse_arguments(argv: list[str]) -> Options:
@@ -94,6 +115,15 @@ def parse_arguments(argv: list[str]) -> Options:
     )
     parser.add_argument("--probes", type=int, default=defaults.probes, help="external update checks")
     parser.add_argument("--relists", type=int, default=defaults.relists, help="timed re-lists")
+    parser.add_argument(
+        "--cost-window", type=float, default=defaults.cost_window, help="seconds of each CPU-cost window"
+    )
+    parser.add_argument(
+        "--prometheus-interval",
+        type=float,
+        default=defaults.prometheus_interval,
+        help="scrape interval of the real Prometheus in the cost phase, seconds",
+    )
     parser.add_argument("--quick", action="store_true", help=f"smaller defaults: {QUICK}")
     parser.add_argument("--profile", action="store_true", help="also record py-spy profiles of the exporter")
     parser.add_argument("--json", type=Path, default=defaults.json_path, help="where to write the JSON")
@@ -106,7 +136,12 @@ def parse_arguments(argv: list[str]) -> Options:
     parser.add_argument("--work-dir", type=Path, default=defaults.work_dir, help="logs, config, profiles")
     arguments = parser.parse_args(argv)
     given = {
-        name for name in QUICK if any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv)
+        name
+        for name in QUICK
+        if any(
+            arg == f"--{name.replace('_', '-')}" or arg.startswith(f"--{name.replace('_', '-')}=")
+            for arg in argv
+        )
     }
     options = Options(
         environments=arguments.environments,
@@ -117,6 +152,8 @@ def parse_arguments(argv: list[str]) -> Options:
         churn_rate=arguments.churn_rate,
         probes=max(1, arguments.probes),
         relists=max(1, arguments.relists),
+        cost_window=max(1.0, arguments.cost_window),
+        prometheus_interval=max(1.0, arguments.prometheus_interval),
         quick=arguments.quick,
         profile=arguments.profile,
         json_path=arguments.json,
@@ -243,6 +280,7 @@ class Bench:
             await self.external_check()
             for name in ("baseline", "floor"):
                 await self.children.pop(name).stop()
+            await self.cost()
             await self.relist()
             await self.churn()
             await self.upstream_cost()
@@ -510,6 +548,78 @@ log:
         self.figures["update_external_p50_ms"] = summary["p50_ms"]
         self.figures["update_external_p99_ms"] = summary["p99_ms"]
 
+    async def exporter_cost(self, seconds: float) -> dict[str, float]:
+        """The exporter's CPU and the updates it applied over the next `seconds`."""
+        exporter = self.children["exporter"]
+        cpu_before, events_before, started = (
+            exporter.cpu_seconds(),
+            await self.exporter_events(),
+            time.perf_counter(),
+        )
+        await asyncio.sleep(seconds)
+        cpu, events = exporter.cpu_seconds() - cpu_before, await self.exporter_events() - events_before
+        elapsed = time.perf_counter() - started
+        return {
+            "seconds": elapsed,
+            "cpu_seconds": cpu,
+            "updates": float(events),
+            "cpu_percent": 100.0 * cpu / elapsed,
+            "cpu_per_update_us": 1e6 * cpu / max(1, events),
+        }
+
+    async def set_updates(self, kind: str, rate: float) -> None:
+        """Which kind of update the simulator generates, and how many per second; then a short settling."""
+        await self.get_json(
+            f"{self.sim['url']}/_admin/faults", "POST", {"updates_per_second": rate, "update_kind": kind}
+        )
+        await asyncio.sleep(2.0)
+
+    async def cost(self) -> None:
+        """What following the fleet costs: the exporter's CPU with no scrape and with a real Prometheus
+        scraping it, for both kinds of update, and per update as a multiple of the decode+render floor."""
+        options = self.options
+        stream = f"{self.sim['lenses_url']}/v1/environments/live/sse"
+        details: dict[str, Any] = {"window_seconds": options.cost_window, "update_rate": options.update_rate}
+        for kind in UPDATE_KINDS:
+            await self.set_updates(kind, options.update_rate)
+            capture = asyncio.create_task(
+                update_floor.capture_updates(
+                    self.session, stream, LENSES_TOKEN, FLOOR_EVENTS, options.cost_window
+                )
+            )
+            window = await self.exporter_cost(options.cost_window)
+            floor = update_floor.floor_seconds(await capture)
+            details[f"{kind}_no_scrape"] = window
+            details[f"{kind}_floor"] = floor
+            self.figures[f"cost_cpu_percent_{kind}"] = window["cpu_percent"]
+            self.figures[f"cost_cpu_per_update_us_{kind}"] = window["cpu_per_update_us"]
+            self.figures[f"update_floor_us_{kind}"] = 1e6 * floor["per_event_seconds"]
+            self.figures[f"cost_vs_floor_{kind}"] = window["cpu_per_update_us"] / (
+                1e6 * floor["per_event_seconds"]
+            )
+        binary = shutil.which("prometheus")
+        if binary is None:
+            details["prometheus"] = "not run: no prometheus binary (apt-get install prometheus)"
+        else:
+            async with RealPrometheus(
+                binary,
+                self.options.work_dir / "prometheus",
+                self.children["exporter"].ready["port"],
+                options.prometheus_interval,
+                self.session,
+            ) as prometheus:
+                for kind in UPDATE_KINDS:
+                    await self.set_updates(kind, options.update_rate)
+                    await prometheus.scraped()
+                    window = await self.exporter_cost(options.cost_window)
+                    durations = await prometheus.scrape_durations(window["seconds"])
+                    details[f"{kind}_prometheus"] = {**window, "scrape_duration": durations}
+                    self.figures[f"cost_cpu_percent_{kind}_prometheus"] = window["cpu_percent"]
+                    self.figures[f"prometheus_scrape_duration_max_ms_{kind}"] = 1000 * durations["max"]
+        await self.set_updates("every", 0)
+        await self.drain()
+        self.details["cost"] = details
+
     async def relist(self) -> None:
         """Timed in-process re-lists and Confluent polls, with the update stream paused."""
         await self.set_rate(0)
@@ -675,6 +785,101 @@ log:
         await self.get_json(self.control("/relist?count=5"), "POST")
         profiles["relist"] = await recording.stop()
         self.details["profiles"] = profiles
+
+
+class RealPrometheus:
+    """Debian's Prometheus scraping the exporter at a fixed interval (gzip, its default), on loopback."""
+
+    def __init__(
+        self, binary: str, directory: Path, port: int, interval: float, session: aiohttp.ClientSession
+    ) -> None:
+        self.binary, self.directory, self.port, self.interval = binary, directory, port, interval
+        self.session = session
+        self.process: asyncio.subprocess.Process | None = None
+        self.url = ""
+
+    async def __aenter__(self) -> RealPrometheus:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        config = self.directory / "prometheus.yml"
+        config.write_text(
+            f"""global:
+  scrape_interval: {self.interval:g}s
+  scrape_timeout: {min(10.0, self.interval):g}s
+scrape_configs:
+  - job_name: lenses-hq-exporter
+    honor_labels: true
+    static_configs:
+      - targets: ["127.0.0.1:{self.port}"]
+"""
+        )
+        listen = free_port()
+        self.url = f"http://127.0.0.1:{listen}"
+        log = (self.directory / "prometheus.log").open("wb")
+        self.process = await asyncio.create_subprocess_exec(
+            self.binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={self.directory / 'data'}",
+            f"--web.listen-address=127.0.0.1:{listen}",
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while not await self._answers("/-/ready"):
+            if time.monotonic() > deadline or self.process.returncode is not None:
+                raise RuntimeError(f"prometheus did not start: see {self.directory / 'prometheus.log'}")
+            await asyncio.sleep(0.1)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+    async def _answers(self, path: str) -> bool:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with self.session.get(self.url + path) as response:
+                return response.status == 200
+        return False
+
+    async def query(self, expression: str) -> list[Any]:
+        """An instant query's result vector."""
+        async with self.session.get(
+            f"{self.url}/api/v1/query",
+            params={"query": expression},
+            headers={"Accept-Encoding": "identity"},  # the shared session does not decompress
+        ) as response:
+            body = json.loads(await response.read())
+        result: list[Any] = body["data"]["result"]
+        return result
+
+    async def scraped(self) -> None:
+        """Wait for a successful scrape newer than this call (at most three intervals)."""
+        since = time.time()
+        deadline = time.monotonic() + 3 * self.interval + 30
+        while time.monotonic() < deadline:
+            result = await self.query('timestamp(up{job="lenses-hq-exporter"} == 1)')
+            if result and float(result[0]["value"][1]) >= since:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError("prometheus did not scrape the exporter")
+
+    async def scrape_durations(self, seconds: float) -> dict[str, float]:
+        """Prometheus's own `scrape_duration_seconds` of the exporter over the last `seconds`."""
+        window = f'scrape_duration_seconds{{job="lenses-hq-exporter"}}[{max(1, round(seconds))}s]'
+        figures = {}
+        for name in ("max", "avg", "count"):
+            result = await self.query(f"{name}_over_time({window})")
+            figures[name] = float(result[0]["value"][1]) if result else float("nan")
+        return figures
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 async def run(options: Options) -> dict[str, Any]:

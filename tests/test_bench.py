@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 
 from bench.common import percentile
 from bench.profiling import summarise
-from bench.report import REQUIRED_FIGURES
+from bench.report import PROMETHEUS_FIGURES, REQUIRED_FIGURES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +32,7 @@ def test_harness_reports_every_figure(tmp_path: Path) -> None:
         "bench",
         *("--environments", "500", "--agents", "500", "--scrapes", "2", "--updates", "1000"),
         *("--probes", "2", "--relists", "1", "--churn-rate", "1000"),
+        *("--cost-window", "3", "--prometheus-interval", "1"),
         *("--json", str(json_path), "--markdown", str(markdown_path), "--work-dir", str(tmp_path / "run")),
     ]
     finished = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
@@ -37,7 +40,12 @@ def test_harness_reports_every_figure(tmp_path: Path) -> None:
 
     results = json.loads(json_path.read_text())
     figures = results["figures"]
-    missing = [name for name in REQUIRED_FIGURES if name not in figures]
+    required = list(REQUIRED_FIGURES)
+    if shutil.which("prometheus") is not None:
+        required += PROMETHEUS_FIGURES
+    elif os.environ.get("CI") == "true":
+        pytest.fail("the cost phase needs Debian's prometheus under CI")
+    missing = [name for name in required if name not in figures]
     assert not missing, f"figures missing from the JSON: {missing}"
     not_positive = {
         name: value
@@ -53,6 +61,10 @@ def test_harness_reports_every_figure(tmp_path: Path) -> None:
     assert figures["churn_updates"] >= 1000
     assert results["details"]["scrape"]["exporter"]["text"]["count"] == 2
     assert "scrape /metrics text, median" in finished.stdout
+    assert "CPU per update / floor, one figure" in finished.stdout
+    cost = results["details"]["cost"]
+    assert cost["one_no_scrape"]["updates"] > 0 and cost["every_no_scrape"]["updates"] > 0
+    assert cost["one_floor"]["events"] > 0 and cost["every_floor"]["events"] > 0
     assert "| Figure | Value | Target | Notes |" in markdown_path.read_text()
 
 

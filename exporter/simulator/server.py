@@ -81,6 +81,7 @@ class Simulator:
         self.hub = Hub(self.faults, options.keepalive_interval, options.sse_retry_ms)
         self.faults.sse_sender = self.hub.send_raw
         self.updates_per_second = options.updates_per_second
+        self.update_kind = "every"  # generated updates drift every figure, or change "one" figure each
         self.requests: deque[RequestRecord] = deque(maxlen=10_000)
         self.lenses = LensesApi(self.world, self.faults, self.hub)
         self.confluent = ConfluentApi(self.world, self.faults, options)
@@ -167,7 +168,8 @@ class Simulator:
             for name in self.world.random_names(self._rng, wanted * 3):
                 if done >= wanted:
                     break
-                done += self.world.drift(name, self._rng)
+                change = self.world.nudge if self.update_kind == "one" else self.world.drift
+                done += change(name, self._rng)
 
     def _publish(self, event: str, name: str, encoded: bytes | None) -> None:
         """World change → SSE event (drifted or malformed when those faults are on)."""
@@ -354,6 +356,7 @@ class Simulator:
                 "events_published": self.hub.published,
                 "requests": len(self.requests),
                 "updates_per_second": self.updates_per_second,
+                "update_kind": self.update_kind,
             }
         )
 
@@ -362,15 +365,21 @@ class Simulator:
         return web.json_response(self.faults.snapshot())
 
     async def _admin_set_faults(self, request: web.Request) -> web.Response:
-        """Set switches: `{"error_rate": 0.5, "sse_stall": true, ...}`; `updates_per_second` too."""
+        """Set switches: `{"error_rate": 0.5, "sse_stall": true, ...}`; `updates_per_second` and
+        `update_kind` (`every` figure drifts, or `one` figure changes) of the generated updates too."""
         body = await self._admin_body(request)
         rate = body.pop("updates_per_second", None)
+        kind = body.pop("update_kind", None)
+        if kind is not None and kind not in ("every", "one"):
+            raise _bad_request("update_kind must be 'every' or 'one'")
         try:
             self.faults.set(**body)
         except ValueError as problem:
             raise _bad_request(str(problem)) from None
         if isinstance(rate, int | float):
             self.updates_per_second = float(rate)
+        if kind is not None:
+            self.update_kind = kind
         return web.json_response(self.faults.snapshot())
 
     async def _admin_clear(self, request: web.Request) -> web.Response:

@@ -465,6 +465,21 @@ class World:
         self._changed(name)
         return True
 
+    def nudge(self, name: str, rng: random.Random | None = None) -> bool:
+        """Change one figure of a connected environment (its issue count, by one) and nothing else: the
+        smallest update an agent sends; False if the environment has no such figure."""
+        rng = rng or self._churn_rng
+        environment = self.environments.get(name)
+        status = environment.get("status") if isinstance(environment, dict) else None
+        agent = status.get("agent") if isinstance(status, dict) else None
+        metrics = agent.get("metrics") if isinstance(agent, dict) else None
+        other = metrics.get("other") if isinstance(metrics, dict) else None
+        if not isinstance(other, dict) or not isinstance(other.get("num_issues"), int):
+            return False
+        other["num_issues"] = max(0, other["num_issues"] + rng.choice((-1, 1)))
+        self._changed(name)
+        return True
+
     # ----- Lenses: Kafka connections ----------------------------------------------------------------
 
     def connections(self, environment: str) -> list[dict[str, Any]]:
