@@ -40,6 +40,7 @@ SERVER_LIMITS = ServerLimits(max_line_size=8190, max_field_size=8190, max_header
 STORE_KEY = web.AppKey("store", Store)
 TELEMETRY_KEY = web.AppKey("telemetry", Telemetry)
 HEALTH_KEY = web.AppKey("health", Health)
+TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -137,6 +138,7 @@ async def landing(request: web.Request) -> web.Response:
             )
             + "</tr>"
         )
+    metrics_path = html.escape(request.app[TELEMETRY_PATH_KEY])
     page = f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>lenses-hq-exporter</title></head>
 <body>
@@ -147,7 +149,7 @@ async def landing(request: web.Request) -> web.Response:
 <tr><th>source</th><th>target</th><th>state</th><th>stream</th><th>last error</th></tr>
 {"".join(rows)}
 </table>
-<p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
+<p><a href="{metrics_path}">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
 </body></html>
 """
     return web.Response(text=page, content_type="text/html")
@@ -159,8 +161,10 @@ def make_app(
     health: Health,
     middlewares: Sequence[Middleware] = (),
     response_headers: Mapping[str, str] | None = None,
+    *,
+    telemetry_path: str = "/metrics",
 ) -> web.Application:
-    """The aiohttp application serving the exporter's endpoints."""
+    """The aiohttp application serving the exporter's endpoints, the metrics at `telemetry_path`."""
     app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
     if response_headers:
         extra = dict(response_headers)
@@ -172,7 +176,8 @@ def make_app(
     app[STORE_KEY] = store
     app[TELEMETRY_KEY] = telemetry
     app[HEALTH_KEY] = health
-    app.router.add_get("/metrics", metrics)
+    app[TELEMETRY_PATH_KEY] = telemetry_path
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", landing)
