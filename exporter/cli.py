@@ -31,6 +31,7 @@ from exporter.config import (
     check_listen_address,
     check_readable_file,
     check_telemetry_path,
+    check_url,
     describe_secret,
     format_duration,
     load_settings,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from exporter.simulator.options import SimulatorOptions
 
 PROG = "lenses-hq-exporter"
-COMMANDS = ("run", "demo", "simulate", "check")
+COMMANDS = ("run", "demo", "simulate", "check", "mixin")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Flags that take a separate value (`--config.file FILE`): the token after them is never a command.
@@ -197,7 +198,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_shard(check)
     _add_version(check)
     check.add_argument("--connect", action="store_true", help="call each upstream once and report per target")
+    _add_mixin(commands)
     return parser
+
+
+def _add_mixin(commands: argparse._SubParsersAction[_Parser]) -> None:
+    mixin = commands.add_parser(
+        "mixin", help="render the alert rules or the Grafana dashboards for this installation"
+    )
+    _add_version(mixin)
+    kinds = mixin.add_subparsers(
+        dest="mixin", metavar="rules|dashboards", parser_class=_Parser, required=True
+    )
+    runbook_help = (
+        "where this installation hosts docs/runbook.md; each alert links to its section "
+        "(default: the project's own copy)"
+    )
+    rules = kinds.add_parser("rules", help="the Prometheus alert rule file")
+    rules.add_argument(
+        "--job-selector",
+        metavar="MATCHERS",
+        help='label matchers selecting the exporter\'s scrape job (default: job="lenses-hq-exporter")',
+    )
+    rules.add_argument(
+        "--set",
+        dest="thresholds",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one threshold, e.g. agent_disconnected_for=15m (repeatable; names: docs/runbook.md)",
+    )
+    rules.add_argument("--runbook-url", metavar="URL", help=runbook_help)
+    rules.add_argument(
+        "--output", default=".", metavar="DIR", help="directory to write into, or - for stdout (default: .)"
+    )
+    dashboards = kinds.add_parser("dashboards", help="the Grafana dashboards (JSON), one file each")
+    dashboards.add_argument(
+        "--link-prefix",
+        default="",
+        metavar="PATH",
+        help="the sub-path Grafana is served under (its root_url path, e.g. /grafana), for links between "
+        "the dashboards (default: none)",
+    )
+    dashboards.add_argument("--runbook-url", metavar="URL", help=runbook_help)
+    dashboards.add_argument(
+        "--output", default=".", metavar="DIR", help="directory to write into (default: .)"
+    )
 
 
 def with_command(argv: Sequence[str]) -> list[str]:
@@ -304,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "simulate": _simulate,
         "check": _check,
+        "mixin": _mixin,
     }[arguments.command]
     try:
         return command(arguments)
@@ -445,6 +492,46 @@ def _check(arguments: argparse.Namespace) -> int:
     for probe in probes:
         print(probe_line(probe), flush=True)
     return EXIT_OK if all(probe.state == "reachable" for probe in probes) else EXIT_FAILURE
+
+
+# --- mixin ----------------------------------------------------------------------------------------------
+
+
+def _mixin(arguments: argparse.Namespace) -> int:
+    from exporter import mixin
+
+    try:
+        if arguments.runbook_url is not None:
+            check_url(arguments.runbook_url, "--runbook-url")
+        if arguments.mixin == "rules":
+            changes: dict[str, str] = {}
+            for item in arguments.thresholds:
+                name, equals, value = item.partition("=")
+                if not equals or not name.strip():
+                    raise UsageError(f"--set: expected NAME=VALUE, got {item!r}")
+                changes[name.strip()] = value.strip()
+            settings = mixin.alert_settings(arguments.job_selector, changes, arguments.runbook_url)
+            files = {mixin.RULE_FILE_NAME: mixin.render_rules(settings)}
+        else:
+            dashboard_settings = mixin.DashboardSettings(
+                mixin.check_link_prefix(arguments.link_prefix, "--link-prefix"),
+                arguments.runbook_url or mixin.DEFAULT_RUNBOOK_URL,
+            )
+            files = mixin.render_dashboards(dashboard_settings)
+    except (mixin.MixinError, UsageError) as error:
+        return _fail(f"mixin {arguments.mixin}: {error}")
+    if arguments.output == "-" and len(files) == 1:
+        sys.stdout.write(next(iter(files.values())))
+        return EXIT_OK
+    directory = Path(arguments.output)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+            print(directory / name)
+    except OSError as error:
+        return _fail(f"--output: cannot write {directory}: {error.strerror}")
+    return EXIT_OK
 
 
 # --- demo and simulate ----------------------------------------------------------------------------------
