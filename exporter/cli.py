@@ -37,16 +37,26 @@ from exporter.config import (
     load_settings,
     normal_log_level,
 )
+from exporter.healthcheck import (
+    ADDRESS_FILE_VARIABLE,
+    address_file_from,
+    local_url,
+    read_address_file,
+    remove_address_file,
+    write_address_file,
+)
+from exporter.healthcheck import probe as probe_health
 from exporter.logs import configure_logging
 from exporter.secrets import Secret
 from exporter.sharding import Shard
 from exporter.upstream import Probe
 
 if TYPE_CHECKING:
+    from exporter.service import Exporter
     from exporter.simulator.options import SimulatorOptions
 
 PROG = "lenses-hq-exporter"
-COMMANDS = ("run", "demo", "simulate", "check", "mixin")
+COMMANDS = ("run", "demo", "simulate", "check", "mixin", "healthcheck")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Flags that take a separate value (`--config.file FILE`): the token after them is never a command.
@@ -60,6 +70,9 @@ VALUE_FLAGS = frozenset(
         "--log.format",
         "--shard",
         "--total-shards",
+        "--basic-auth.username",
+        "--basic-auth.password-file",
+        "--timeout",
     }
 )
 
@@ -199,6 +212,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_version(check)
     check.add_argument("--connect", action="store_true", help="call each upstream once and report per target")
     _add_mixin(commands)
+
+    healthcheck = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the exporter on this host answers /healthz (the image's and the chart's probe)",
+    )
+    _add_config(healthcheck)
+    _add_listen(
+        healthcheck, f"the address the running exporter wrote to ${ADDRESS_FILE_VARIABLE}, else :9877"
+    )
+    _add_web(healthcheck)
+    healthcheck.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    healthcheck.add_argument("--basic-auth.username", dest="username", metavar="USER", help="basic auth user")
+    healthcheck.add_argument(
+        "--basic-auth.password-file",
+        dest="password_file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the basic auth password (without credentials, a 401 counts as serving)",
+    )
+    healthcheck.add_argument(
+        "--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (default 4)"
+    )
+    _add_shard(healthcheck)
+    _add_logging(healthcheck, "error", "logfmt")
+    _add_version(healthcheck)
     return parser
 
 
@@ -301,7 +339,23 @@ def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str,
     """The configuration file (or the environment), with the command line's overrides applied: a flag wins
     over its environment variable, which wins over the file."""
     settings = load_settings(arguments.config_file, environ)
-    web = settings.web
+    log_level, where = _flag_or_variable("--log.level", arguments.log_level, environ)
+    log_format, format_where = _flag_or_variable("--log.format", arguments.log_format, environ)
+    return dataclasses.replace(
+        settings,
+        web=web_from_arguments(settings.web, arguments, environ),
+        shard=Shard(arguments.shard, arguments.total_shards),
+        log_level=normal_log_level(_choice(log_level, LOG_LEVELS, where))
+        if log_level
+        else settings.log_level,
+        log_format=_choice(log_format, LOG_FORMATS, format_where) if log_format else settings.log_format,
+    )
+
+
+def web_from_arguments(
+    web: WebSettings, arguments: argparse.Namespace, environ: Mapping[str, str]
+) -> WebSettings:
+    """`web` with the web flags (or their environment variables) applied."""
     flagged = arguments.listen_addresses
     addresses, where = _flag_or_variable("--web.listen-address", None, environ)
     listen = (
@@ -321,17 +375,7 @@ def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str,
     telemetry_path, where = _flag_or_variable("--web.telemetry-path", arguments.telemetry_path, environ)
     if telemetry_path is not None:
         web = dataclasses.replace(web, telemetry_path=check_telemetry_path(telemetry_path, where))
-    log_level, where = _flag_or_variable("--log.level", arguments.log_level, environ)
-    log_format, format_where = _flag_or_variable("--log.format", arguments.log_format, environ)
-    return dataclasses.replace(
-        settings,
-        web=web,
-        shard=Shard(arguments.shard, arguments.total_shards),
-        log_level=normal_log_level(_choice(log_level, LOG_LEVELS, where))
-        if log_level
-        else settings.log_level,
-        log_format=_choice(log_format, LOG_FORMATS, format_where) if log_format else settings.log_format,
-    )
+    return web
 
 
 # --- entry point ----------------------------------------------------------------------------------------
@@ -351,10 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "simulate": _simulate,
         "check": _check,
         "mixin": _mixin,
+        "healthcheck": _healthcheck,
     }[arguments.command]
     try:
         return command(arguments)
-    except ConfigError as error:
+    except (ConfigError, UsageError) as error:
         return _fail(str(error))
 
 
@@ -392,6 +437,21 @@ def _serve(work: Callable[[], Awaitable[None]]) -> int:
     return EXIT_OK
 
 
+def _announce(address_file: Path | None) -> Callable[[Exporter], None]:
+    """What to do once the exporter listens: write the URL it serves on for the health check, if asked."""
+
+    def started(exporter: Exporter) -> None:
+        if address_file is not None:
+            web = exporter.settings.web
+            tls = exporter.web_config.ssl_context is not None
+            try:
+                write_address_file(address_file, local_url(web.listen_address, exporter.port, tls))
+            except OSError as error:  # a read-only /tmp: the health check falls back to the flags it gets
+                log.warning("address_file_not_written", path=str(address_file), error=error.strerror)
+
+    return started
+
+
 def _run(arguments: argparse.Namespace) -> int:
     from exporter.service import run_until_signal
 
@@ -405,7 +465,12 @@ def _run(arguments: argparse.Namespace) -> int:
         shard=settings.shard.index,
         total_shards=settings.shard.total,
     )
-    return _serve(lambda: run_until_signal(settings))
+    address_file = address_file_from(os.environ)
+    try:
+        return _serve(lambda: run_until_signal(settings, on_started=_announce(address_file)))
+    finally:
+        if address_file is not None:
+            remove_address_file(address_file)
 
 
 # --- check ----------------------------------------------------------------------------------------------
@@ -492,6 +557,39 @@ def _check(arguments: argparse.Namespace) -> int:
     for probe in probes:
         print(probe_line(probe), flush=True)
     return EXIT_OK if all(probe.state == "reachable" for probe in probes) else EXIT_FAILURE
+
+
+# --- healthcheck ----------------------------------------------------------------------------------------
+
+
+def _healthcheck(arguments: argparse.Namespace) -> int:
+    from exporter.service import parse_listen_address
+    from exporter.webconfig import load_web_config
+
+    environ = dict(os.environ)
+    configure_logging("error", "logfmt")  # reading the web-config file logs at info
+    if arguments.config_file is not None:
+        web = settings_from_arguments(arguments, environ).web
+    else:
+        web = web_from_arguments(WebSettings(), arguments, environ)
+    address_file = address_file_from(environ)
+    url = read_address_file(address_file) if address_file and not arguments.listen_addresses else None
+    if url is None:
+        tls = load_web_config(web.config_file).ssl_context is not None
+        url = local_url(web.listen_address, parse_listen_address(web.listen_address)[1], tls)
+    credentials = None
+    if arguments.username is not None or arguments.password_file is not None:
+        if arguments.username is None or arguments.password_file is None:
+            raise UsageError("--basic-auth.username: goes with --basic-auth.password-file (give both)")
+        try:
+            password = arguments.password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(f"--basic-auth.password-file: cannot read {arguments.password_file}") from None
+        credentials = (arguments.username, password)
+    path = "readyz" if arguments.ready else "healthz"
+    outcome = probe_health(f"{url}/{path}", credentials=credentials, timeout=arguments.timeout)
+    print(f"{'healthy' if outcome.healthy else 'unhealthy'}: {outcome.detail}", flush=True)
+    return EXIT_OK if outcome.healthy else EXIT_FAILURE
 
 
 # --- mixin ----------------------------------------------------------------------------------------------
@@ -594,9 +692,11 @@ def browse_url(listen_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def run_demo(listen_addresses: Sequence[str], log_level: str, log_format: str) -> None:
+async def run_demo(
+    listen_addresses: Sequence[str], log_level: str, log_format: str, address_file: Path | None = None
+) -> None:
     """Simulator and exporter in this process, until SIGTERM/SIGINT."""
-    from exporter.service import Exporter, run_until_signal
+    from exporter.service import run_until_signal
     from exporter.simulator.options import SimulatorOptions
     from exporter.simulator.server import Simulator
 
@@ -619,6 +719,7 @@ async def run_demo(listen_addresses: Sequence[str], log_level: str, log_format: 
         )
 
         def started(exporter: Exporter) -> None:
+            _announce(address_file)(exporter)
             base = browse_url(listen_addresses[0], exporter.port)
             print(
                 f"\n{PROG} demo is running.\n"
@@ -636,7 +737,12 @@ def _demo(arguments: argparse.Namespace) -> int:
     listen_addresses = arguments.listen_addresses or [":9877"]
     level, fmt = normal_log_level(arguments.log_level or "info"), arguments.log_format or "console"
     configure_logging(level, fmt)
-    return _serve(lambda: run_demo(listen_addresses, level, fmt))
+    address_file = address_file_from(os.environ)
+    try:
+        return _serve(lambda: run_demo(listen_addresses, level, fmt, address_file))
+    finally:
+        if address_file is not None:
+            remove_address_file(address_file)
 
 
 def _simulate(arguments: argparse.Namespace) -> int:
