@@ -14,6 +14,8 @@ from typing import Any
 
 from alerts.rules import RUNBOOK_URL, AlertSettings, render
 
+__all__ = ["AlertSettings", "DashboardSettings", "MixinError"]
+
 RULE_FILE_NAME = "lenses-hq-exporter.rules.yml"
 
 DEFAULT_RUNBOOK_URL = RUNBOOK_URL
