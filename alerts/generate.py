@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alerts.rules import AlertSettings, render
+from exporter.alerts.rules import AlertSettings, render
 
 RULE_FILE = Path(__file__).parent / "lenses-hq-exporter.rules.yml"
 

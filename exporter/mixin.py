@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from alerts.rules import RUNBOOK_URL, AlertSettings, render
+from exporter.alerts.rules import RUNBOOK_URL, AlertSettings, render
 
 __all__ = ["AlertSettings", "DashboardSettings", "MixinError"]
 
@@ -62,7 +62,7 @@ def render_rules(settings: AlertSettings | None = None) -> str:
 def dashboard_builders() -> Mapping[str, Callable[[], Any]]:
     """Every dashboard's builder by its uid (also its file name); needs grafana-foundation-sdk."""
     try:
-        from dashboards import environment, exporter, fleet, flink_agents
+        from exporter.dashboards import environment, exporter, fleet, flink_agents
     except ImportError as error:
         raise MixinError(
             f"dashboards: {error.name or 'grafana-foundation-sdk'} is not installed "

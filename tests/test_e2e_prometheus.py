@@ -21,7 +21,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from alerts.rules import AlertSettings, render
+from exporter.alerts.rules import AlertSettings, render
 from exporter.config import ConfluentSettings, ConfluentTarget, LensesSettings, Settings, WebSettings
 from exporter.secrets import Secret
 from exporter.service import Exporter
