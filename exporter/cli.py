@@ -234,8 +234,6 @@ def build_parser() -> argparse.ArgumentParser:
     healthcheck.add_argument(
         "--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (default 4)"
     )
-    _add_shard(healthcheck)
-    _add_logging(healthcheck, "error", "logfmt")
     _add_version(healthcheck)
     return parser
 
@@ -568,10 +566,8 @@ def _healthcheck(arguments: argparse.Namespace) -> int:
 
     environ = dict(os.environ)
     configure_logging("error", "logfmt")  # reading the web-config file logs at info
-    if arguments.config_file is not None:
-        web = settings_from_arguments(arguments, environ).web
-    else:
-        web = web_from_arguments(WebSettings(), arguments, environ)
+    configured = load_settings(arguments.config_file, environ).web if arguments.config_file else WebSettings()
+    web = web_from_arguments(configured, arguments, environ)
     address_file = address_file_from(environ)
     url = read_address_file(address_file) if address_file and not arguments.listen_addresses else None
     if url is None:
