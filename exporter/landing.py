@@ -16,7 +16,7 @@ from exporter.config import format_duration
 from exporter.health import Health, TargetStatus, Telemetry
 
 DOCS_URL = "https://github.com/lenses-hq-exporter/lenses-hq-exporter#readme"
-COLUMNS = ("source", "target", "state", "last success", "objects", "live stream", "last error")
+COLUMNS = ("source", "target", "state", "last success", "objects", "live stream", "reconnects", "last error")
 STATE_COLOURS = {"up": "#1a7f37", "down": "#cf222e", "pending": "#9a6700"}
 
 STYLE = """
@@ -54,18 +54,17 @@ def cells(status: TargetStatus, telemetry: Telemetry, now: float) -> tuple[str, 
     objects = _sample(
         telemetry, "lenses_hq_exporter_objects", {"source": status.source, "target": status.name}
     )
-    stream = status.stream or "—"
+    reconnects = None
     if status.source == "lenses":
         reconnects = _sample(telemetry, "lenses_hq_exporter_sse_reconnects_total", {"target": status.name})
-        if reconnects:
-            stream += f", {reconnects:.0f} reconnect{'s' if reconnects != 1 else ''}"
     return (
         status.source,
         status.name,
         state_of(status),
         age,
         f"{objects:.0f}" if objects is not None else "—",
-        stream,
+        status.stream or "—",
+        f"{reconnects or 0:.0f}" if status.source == "lenses" else "—",
         status.last_error or "—",
     )
 
@@ -79,8 +78,8 @@ def _rows(statuses: Iterable[TargetStatus], telemetry: Telemetry, now: float) ->
             "<tr>"
             f"<td>{_text(values[0])}</td><td>{_text(values[1])}</td>"
             f'<td class="state" style="color: {STATE_COLOURS[state]}">{_text(state)}</td>'
-            + "".join(f"<td>{_text(value)}</td>" for value in values[3:6])
-            + f'<td class="error">{_text(values[6])}</td>'
+            + "".join(f"<td>{_text(value)}</td>" for value in values[3:7])
+            + f'<td class="error">{_text(values[7])}</td>'
             "</tr>"
         )
     if not rows:
