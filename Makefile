@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: demo test lint unit dashboards docs clean
+.PHONY: demo test lint unit dashboards docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ dashboards: $(STAMP_TEST)
 
 docs: $(STAMP_TEST)
 	$(BIN)/python -m exporter.docs > docs/metrics.md
+
+# The sdist and the wheel, checked as an index would check them.
+dist: $(STAMP_TEST)
+	rm -f dist/lenses_hq_exporter-* dist/lenses-hq-exporter-*
+	$(BIN)/python -m build --sdist --wheel --outdir dist/ .
+	$(BIN)/python -m twine check --strict dist/lenses_hq_exporter-*
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """Write the alert rule file: `python -m alerts.generate [--job-selector ...] [--set name=value ...]`.
 
 Without options it rewrites the committed `alerts/lenses-hq-exporter.rules.yml`; with `--output -` it
-prints to stdout, e.g. for a deployment whose scrape job has another name:
+prints to stdout, e.g. for a deployment whose scrape job has another name (an installed package renders the
+same with `lenses-hq-exporter mixin rules`):
 
     python -m alerts.generate --job-selector 'job="lenses"' --set agent_disconnected_for=15m --output -
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from alerts.rules import AlertSettings, render
+from exporter.alerts.rules import AlertSettings, render
 
 RULE_FILE = Path(__file__).parent / "lenses-hq-exporter.rules.yml"
 
@@ -26,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         help="label matchers selecting the exporter's scrape job (default: %(default)s)",
     )
     parser.add_argument(
+        "--runbook-url",
+        default=AlertSettings.runbook_url,
+        help="where docs/runbook.md is hosted; each alert links to its section (default: %(default)s)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -34,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", default=str(RULE_FILE), help="file to write, or - for stdout")
     args = parser.parse_args(argv)
-    changes: dict[str, str] = {"job_selector": args.job_selector}
+    changes: dict[str, str] = {"job_selector": args.job_selector, "runbook_url": args.runbook_url}
     for item in args.set:
         name, sep, value = item.partition("=")
         if not sep:

@@ -1,48 +1,35 @@
 """Render every dashboard to `dashboards/<uid>.json`: `python -m dashboards.generate`.
 
 The JSON files are committed so Grafana can provision them without Python; a test checks they equal what
-this renders, so edit the Python, never the JSON.
+this renders, so edit the Python, never the JSON. An installed package renders its own copies with
+`lenses-hq-exporter mixin dashboards` (same options).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from grafana_foundation_sdk.builders import dashboard
-from grafana_foundation_sdk.cog.encoder import JSONEncoder
-
-from dashboards import environment, exporter, fleet, flink_agents
+from exporter.mixin import (
+    DEFAULT_RUNBOOK_URL,
+    DashboardSettings,
+    MixinError,
+    check_link_prefix,
+    dashboard_builders,
+    render_dashboard,
+    render_dashboards,
+)
 
 OUTPUT = Path(__file__).parent
 
-BUILDERS: dict[str, Callable[[], dashboard.Dashboard]] = {
-    fleet.UID: fleet.build,
-    environment.UID: environment.build,
-    flink_agents.UID: flink_agents.build,
-    exporter.UID: exporter.build,
-}
-"""Every dashboard by its uid (also its file name)."""
-
-
-def as_dict(builder: dashboard.Dashboard) -> dict[str, Any]:
-    """The dashboard as Grafana's JSON model, with panel ids numbered in layout order."""
-    model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
-    next_id = 1
-    for panel in model.get("panels", []):
-        for item in [panel, *panel.get("panels", [])]:
-            item["id"] = next_id
-            next_id += 1
-    return model
+BUILDERS = dashboard_builders()
+"""Every dashboard's builder by its uid (also its file name)."""
 
 
 def render(uid: str) -> str:
     """One dashboard's JSON text, as committed."""
-    return json.dumps(as_dict(BUILDERS[uid]()), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return render_dashboard(uid)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,10 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output", type=Path, default=OUTPUT, help="directory to write (default: %(default)s)"
     )
+    parser.add_argument("--link-prefix", default="", help="Grafana's sub-path, e.g. /grafana (default: none)")
+    parser.add_argument(
+        "--runbook-url", default=DEFAULT_RUNBOOK_URL, help="the runbook (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
+    try:
+        settings = DashboardSettings(check_link_prefix(args.link_prefix, "--link-prefix"), args.runbook_url)
+    except MixinError as error:
+        parser.error(str(error))
     args.output.mkdir(parents=True, exist_ok=True)
-    for uid in BUILDERS:
-        (args.output / f"{uid}.json").write_text(render(uid), encoding="utf-8")
+    for name, text in render_dashboards(settings).items():
+        (args.output / name).write_text(text, encoding="utf-8")
     return 0
 
 

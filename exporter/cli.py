@@ -12,7 +12,7 @@ import dataclasses
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -29,26 +29,62 @@ from exporter.config import (
     Settings,
     WebSettings,
     check_listen_address,
+    check_readable_file,
+    check_telemetry_path,
+    check_url,
     describe_secret,
     format_duration,
     load_settings,
+    normal_log_level,
 )
+from exporter.healthcheck import (
+    ADDRESS_FILE_VARIABLE,
+    address_file_from,
+    local_url,
+    read_address_file,
+    remove_address_file,
+    write_address_file,
+)
+from exporter.healthcheck import probe as probe_health
 from exporter.logs import configure_logging
 from exporter.secrets import Secret
 from exporter.sharding import Shard
 from exporter.upstream import Probe
 
 if TYPE_CHECKING:
+    from exporter.service import Exporter
     from exporter.simulator.options import SimulatorOptions
 
 PROG = "lenses-hq-exporter"
-COMMANDS = ("run", "demo", "simulate", "check")
+COMMANDS = ("run", "demo", "simulate", "check", "mixin", "healthcheck")
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Flags that take a separate value (`--config.file FILE`): the token after them is never a command.
 VALUE_FLAGS = frozenset(
-    {"--config.file", "--web.listen-address", "--log.level", "--log.format", "--shard", "--total-shards"}
+    {
+        "--config.file",
+        "--web.listen-address",
+        "--web.config.file",
+        "--web.telemetry-path",
+        "--log.level",
+        "--log.format",
+        "--shard",
+        "--total-shards",
+        "--basic-auth.username",
+        "--basic-auth.password-file",
+        "--timeout",
+    }
 )
+
+# Environment variables standing in for flags where no file is used (containers, the quick start): the
+# flag wins over its variable, the variable over the file.
+FLAG_VARIABLES = {
+    "--web.listen-address": "LENSES_HQ_EXPORTER_WEB_LISTEN_ADDRESS",  # comma-separated for several
+    "--web.config.file": "LENSES_HQ_EXPORTER_WEB_CONFIG_FILE",
+    "--web.telemetry-path": "LENSES_HQ_EXPORTER_WEB_TELEMETRY_PATH",
+    "--log.level": "LENSES_HQ_EXPORTER_LOG_LEVEL",
+    "--log.format": "LENSES_HQ_EXPORTER_LOG_FORMAT",
+}
 
 log = structlog.get_logger("exporter.cli")
 
@@ -81,10 +117,31 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 def _add_listen(parser: argparse.ArgumentParser, default: str = "web.listen_address, else :9877") -> None:
     parser.add_argument(
         "--web.listen-address",
-        dest="listen_address",
+        dest="listen_addresses",
+        action="append",
         metavar="HOST:PORT",
-        help=f"address of /metrics (default: {default})",
+        help=f"address to serve on; repeat it to serve on several (default: {default})",
     )
+
+
+def _add_web(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        type=Path,
+        metavar="FILE",
+        help="exporter-toolkit web-config file: TLS, mTLS, basic auth (default: web.config_file)",
+    )
+    parser.add_argument(
+        "--web.telemetry-path",
+        dest="telemetry_path",
+        metavar="PATH",
+        help="path of the metrics (default: web.telemetry_path, else /metrics)",
+    )
+
+
+def _add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
 
 
 def _add_logging(parser: argparse.ArgumentParser, level: str, fmt: str) -> None:
@@ -95,7 +152,7 @@ def _add_logging(parser: argparse.ArgumentParser, level: str, fmt: str) -> None:
         "--log.format",
         dest="log_format",
         choices=LOG_FORMATS,
-        help=f"json lines, or console text for humans (default: {fmt})",
+        help=f"json lines, logfmt lines, or console text for humans (default: {fmt})",
     )
 
 
@@ -121,34 +178,108 @@ def build_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Prometheus exporter for Lenses HQ environments and Confluent Cloud Flink agents.",
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_version(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = commands.add_parser("run", help="run the exporter (the default command)")
     _add_config(run)
     _add_listen(run)
+    _add_web(run)
     _add_logging(run, "info", "json")
     _add_shard(run)
+    _add_version(run)
 
     demo = commands.add_parser(
         "demo", help="run the bundled simulator and the exporter wired to it, in one process"
     )
     _add_listen(demo, ":9877")
     _add_logging(demo, "info", "console")
+    _add_version(demo)
 
     simulate = commands.add_parser("simulate", help="serve the Lenses HQ and Confluent Flink simulator alone")
     add_simulator_arguments(simulate)
     _add_logging(simulate, "info", "json")
+    _add_version(simulate)
 
     check = commands.add_parser(
         "check", help="validate the configuration; with --connect, try each upstream once"
     )
     _add_config(check)
     _add_listen(check)
+    _add_web(check)
     _add_logging(check, "warning", "json")
     _add_shard(check)
+    _add_version(check)
     check.add_argument("--connect", action="store_true", help="call each upstream once and report per target")
+    _add_mixin(commands)
+
+    healthcheck = commands.add_parser(
+        "healthcheck",
+        help="exit 0 when the exporter on this host answers /healthz (the image's and the chart's probe)",
+    )
+    _add_config(healthcheck)
+    _add_listen(
+        healthcheck, f"the address the running exporter wrote to ${ADDRESS_FILE_VARIABLE}, else :9877"
+    )
+    _add_web(healthcheck)
+    healthcheck.add_argument("--ready", action="store_true", help="ask /readyz instead of /healthz")
+    healthcheck.add_argument("--basic-auth.username", dest="username", metavar="USER", help="basic auth user")
+    healthcheck.add_argument(
+        "--basic-auth.password-file",
+        dest="password_file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the basic auth password (without credentials, a 401 counts as serving)",
+    )
+    healthcheck.add_argument(
+        "--timeout", type=float, default=4.0, metavar="SECONDS", help="give up after this long (default 4)"
+    )
+    _add_version(healthcheck)
     return parser
+
+
+def _add_mixin(commands: argparse._SubParsersAction[_Parser]) -> None:
+    mixin = commands.add_parser(
+        "mixin", help="render the alert rules or the Grafana dashboards for this installation"
+    )
+    _add_version(mixin)
+    kinds = mixin.add_subparsers(
+        dest="mixin", metavar="rules|dashboards", parser_class=_Parser, required=True
+    )
+    runbook_help = (
+        "where this installation hosts docs/runbook.md; each alert links to its section "
+        "(default: the project's own copy)"
+    )
+    rules = kinds.add_parser("rules", help="the Prometheus alert rule file")
+    rules.add_argument(
+        "--job-selector",
+        metavar="MATCHERS",
+        help='label matchers selecting the exporter\'s scrape job (default: job="lenses-hq-exporter")',
+    )
+    rules.add_argument(
+        "--set",
+        dest="thresholds",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="change one threshold, e.g. agent_disconnected_for=15m (repeatable; names: docs/runbook.md)",
+    )
+    rules.add_argument("--runbook-url", metavar="URL", help=runbook_help)
+    rules.add_argument(
+        "--output", default=".", metavar="DIR", help="directory to write into, or - for stdout (default: .)"
+    )
+    dashboards = kinds.add_parser("dashboards", help="the Grafana dashboards (JSON), one file each")
+    dashboards.add_argument(
+        "--link-prefix",
+        default="",
+        metavar="PATH",
+        help="the sub-path Grafana is served under (its root_url path, e.g. /grafana), for links between "
+        "the dashboards (default: none)",
+    )
+    dashboards.add_argument("--runbook-url", metavar="URL", help=runbook_help)
+    dashboards.add_argument(
+        "--output", default=".", metavar="DIR", help="directory to write into (default: .)"
+    )
 
 
 def with_command(argv: Sequence[str]) -> list[str]:
@@ -178,27 +309,71 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
                 f"--shard: must be between 0 and {arguments.total_shards - 1} "
                 f"(with --total-shards={arguments.total_shards}), got {arguments.shard}"
             )
-    if getattr(arguments, "listen_address", None) is not None:
-        try:
-            check_listen_address(arguments.listen_address, "--web.listen-address")
-        except ConfigError as error:
-            raise UsageError(str(error)) from None
+    try:
+        for address in getattr(arguments, "listen_addresses", None) or ():
+            check_listen_address(address, "--web.listen-address")
+        if getattr(arguments, "telemetry_path", None) is not None:
+            check_telemetry_path(arguments.telemetry_path, "--web.telemetry-path")
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
     return arguments
 
 
-def settings_from_arguments(arguments: argparse.Namespace, environ: dict[str, str]) -> Settings:
-    """The configuration file (or the environment), with the command line's overrides applied."""
+def _flag_or_variable(flag: str, value: str | None, environ: Mapping[str, str]) -> tuple[str | None, str]:
+    """The flag's value, else its environment variable's (empty counts as unset), with where it came from."""
+    if value is not None:
+        return value, flag
+    variable = FLAG_VARIABLES[flag]
+    return environ.get(variable, "").strip() or None, variable
+
+
+def _choice(value: str, choices: tuple[str, ...], where: str) -> str:
+    if value not in choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """The configuration file (or the environment), with the command line's overrides applied: a flag wins
+    over its environment variable, which wins over the file."""
     settings = load_settings(arguments.config_file, environ)
-    web = settings.web
-    if arguments.listen_address is not None:
-        web = dataclasses.replace(web, listen_address=arguments.listen_address)
+    log_level, where = _flag_or_variable("--log.level", arguments.log_level, environ)
+    log_format, format_where = _flag_or_variable("--log.format", arguments.log_format, environ)
     return dataclasses.replace(
         settings,
-        web=web,
+        web=web_from_arguments(settings.web, arguments, environ),
         shard=Shard(arguments.shard, arguments.total_shards),
-        log_level=arguments.log_level or settings.log_level,
-        log_format=arguments.log_format or settings.log_format,
+        log_level=normal_log_level(_choice(log_level, LOG_LEVELS, where))
+        if log_level
+        else settings.log_level,
+        log_format=_choice(log_format, LOG_FORMATS, format_where) if log_format else settings.log_format,
     )
+
+
+def web_from_arguments(
+    web: WebSettings, arguments: argparse.Namespace, environ: Mapping[str, str]
+) -> WebSettings:
+    """`web` with the web flags (or their environment variables) applied."""
+    flagged = arguments.listen_addresses
+    addresses, where = _flag_or_variable("--web.listen-address", None, environ)
+    listen = (
+        list(flagged) if flagged else [part.strip() for part in (addresses or "").split(",") if part.strip()]
+    )
+    if listen:
+        for address in listen:
+            check_listen_address(address, "--web.listen-address" if flagged else where)
+        web = dataclasses.replace(
+            web, listen_address=listen[0], additional_listen_addresses=tuple(listen[1:])
+        )
+    config_file, where = _flag_or_variable(
+        "--web.config.file", str(arguments.web_config_file) if arguments.web_config_file else None, environ
+    )
+    if config_file is not None:
+        web = dataclasses.replace(web, config_file=check_readable_file(Path(config_file), where))
+    telemetry_path, where = _flag_or_variable("--web.telemetry-path", arguments.telemetry_path, environ)
+    if telemetry_path is not None:
+        web = dataclasses.replace(web, telemetry_path=check_telemetry_path(telemetry_path, where))
+    return web
 
 
 # --- entry point ----------------------------------------------------------------------------------------
@@ -217,10 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "demo": _demo,
         "simulate": _simulate,
         "check": _check,
+        "mixin": _mixin,
+        "healthcheck": _healthcheck,
     }[arguments.command]
     try:
         return command(arguments)
-    except ConfigError as error:
+    except (ConfigError, UsageError) as error:
         return _fail(str(error))
 
 
@@ -258,6 +435,21 @@ def _serve(work: Callable[[], Awaitable[None]]) -> int:
     return EXIT_OK
 
 
+def _announce(address_file: Path | None) -> Callable[[Exporter], None]:
+    """What to do once the exporter listens: write the URL it serves on for the health check, if asked."""
+
+    def started(exporter: Exporter) -> None:
+        if address_file is not None:
+            web = exporter.settings.web
+            tls = exporter.web_config.ssl_context is not None
+            try:
+                write_address_file(address_file, local_url(web.listen_address, exporter.port, tls))
+            except OSError as error:  # a read-only /tmp: the health check falls back to the flags it gets
+                log.warning("address_file_not_written", path=str(address_file), error=error.strerror)
+
+    return started
+
+
 def _run(arguments: argparse.Namespace) -> int:
     from exporter.service import run_until_signal
 
@@ -271,7 +463,12 @@ def _run(arguments: argparse.Namespace) -> int:
         shard=settings.shard.index,
         total_shards=settings.shard.total,
     )
-    return _serve(lambda: run_until_signal(settings))
+    address_file = address_file_from(os.environ)
+    try:
+        return _serve(lambda: run_until_signal(settings, on_started=_announce(address_file)))
+    finally:
+        if address_file is not None:
+            remove_address_file(address_file)
 
 
 # --- check ----------------------------------------------------------------------------------------------
@@ -280,9 +477,10 @@ def _run(arguments: argparse.Namespace) -> int:
 def summary(settings: Settings) -> list[str]:
     """What `check` prints about a valid configuration: a heading, then one indented line per listener and
     target, no secret."""
-    lines = [f"web: listen on {settings.web.listen_address}"]
-    if settings.web.config_file:
-        lines[-1] += f", web config {settings.web.config_file}"
+    web = settings.web
+    lines = [f"web: listen on {', '.join(web.listen_addresses)}, metrics at {web.telemetry_path}"]
+    if web.config_file:
+        lines[-1] += f", web config {web.config_file}"
     if settings.shard.total > 1:
         lines.append(f"shard: {settings.shard.index} of {settings.shard.total}")
     lenses = settings.lenses
@@ -344,7 +542,7 @@ async def probe_all(settings: Settings) -> list[Probe]:
 
 def _check(arguments: argparse.Namespace) -> int:
     settings = settings_from_arguments(arguments, dict(os.environ))
-    settings = dataclasses.replace(settings, log_level=arguments.log_level or "warning")
+    settings = dataclasses.replace(settings, log_level=normal_log_level(arguments.log_level or "warning"))
     _configure(settings)
     from exporter.webconfig import load_web_config
 
@@ -357,6 +555,77 @@ def _check(arguments: argparse.Namespace) -> int:
     for probe in probes:
         print(probe_line(probe), flush=True)
     return EXIT_OK if all(probe.state == "reachable" for probe in probes) else EXIT_FAILURE
+
+
+# --- healthcheck ----------------------------------------------------------------------------------------
+
+
+def _healthcheck(arguments: argparse.Namespace) -> int:
+    from exporter.service import parse_listen_address
+    from exporter.webconfig import load_web_config
+
+    environ = dict(os.environ)
+    configure_logging("error", "logfmt")  # reading the web-config file logs at info
+    configured = load_settings(arguments.config_file, environ).web if arguments.config_file else WebSettings()
+    web = web_from_arguments(configured, arguments, environ)
+    address_file = address_file_from(environ)
+    url = read_address_file(address_file) if address_file and not arguments.listen_addresses else None
+    if url is None:
+        tls = load_web_config(web.config_file).ssl_context is not None
+        url = local_url(web.listen_address, parse_listen_address(web.listen_address)[1], tls)
+    credentials = None
+    if arguments.username is not None or arguments.password_file is not None:
+        if arguments.username is None or arguments.password_file is None:
+            raise UsageError("--basic-auth.username: goes with --basic-auth.password-file (give both)")
+        try:
+            password = arguments.password_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            raise ConfigError(f"--basic-auth.password-file: cannot read {arguments.password_file}") from None
+        credentials = (arguments.username, password)
+    path = "readyz" if arguments.ready else "healthz"
+    outcome = probe_health(f"{url}/{path}", credentials=credentials, timeout=arguments.timeout)
+    print(f"{'healthy' if outcome.healthy else 'unhealthy'}: {outcome.detail}", flush=True)
+    return EXIT_OK if outcome.healthy else EXIT_FAILURE
+
+
+# --- mixin ----------------------------------------------------------------------------------------------
+
+
+def _mixin(arguments: argparse.Namespace) -> int:
+    from exporter import mixin
+
+    try:
+        if arguments.runbook_url is not None:
+            check_url(arguments.runbook_url, "--runbook-url")
+        if arguments.mixin == "rules":
+            changes: dict[str, str] = {}
+            for item in arguments.thresholds:
+                name, equals, value = item.partition("=")
+                if not equals or not name.strip():
+                    raise UsageError(f"--set: expected NAME=VALUE, got {item!r}")
+                changes[name.strip()] = value.strip()
+            settings = mixin.alert_settings(arguments.job_selector, changes, arguments.runbook_url)
+            files = {mixin.RULE_FILE_NAME: mixin.render_rules(settings)}
+        else:
+            dashboard_settings = mixin.DashboardSettings(
+                mixin.check_link_prefix(arguments.link_prefix, "--link-prefix"),
+                arguments.runbook_url or mixin.DEFAULT_RUNBOOK_URL,
+            )
+            files = mixin.render_dashboards(dashboard_settings)
+    except (mixin.MixinError, UsageError) as error:
+        return _fail(f"mixin {arguments.mixin}: {error}")
+    if arguments.output == "-" and len(files) == 1:
+        sys.stdout.write(next(iter(files.values())))
+        return EXIT_OK
+    directory = Path(arguments.output)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text, encoding="utf-8")
+            print(directory / name)
+    except OSError as error:
+        return _fail(f"--output: cannot write {directory}: {error.strerror}")
+    return EXIT_OK
 
 
 # --- demo and simulate ----------------------------------------------------------------------------------
@@ -372,7 +641,7 @@ def demo_settings(
     organization_id: str,
     confluent_environment_ids: Sequence[str],
     options: SimulatorOptions,
-    listen_address: str,
+    listen_addresses: Sequence[str],
     log_level: str,
     log_format: str,
 ) -> Settings:
@@ -398,7 +667,9 @@ def demo_settings(
         for index, environment_id in enumerate(confluent_environment_ids)
     )
     return Settings(
-        web=WebSettings(listen_address=listen_address),
+        web=WebSettings(
+            listen_address=listen_addresses[0], additional_listen_addresses=tuple(listen_addresses[1:])
+        ),
         lenses=lenses,
         confluent=ConfluentSettings(targets),
         log_level=log_level,
@@ -417,9 +688,11 @@ def browse_url(listen_address: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-async def run_demo(listen_address: str, log_level: str, log_format: str) -> None:
+async def run_demo(
+    listen_addresses: Sequence[str], log_level: str, log_format: str, address_file: Path | None = None
+) -> None:
     """Simulator and exporter in this process, until SIGTERM/SIGINT."""
-    from exporter.service import Exporter, run_until_signal
+    from exporter.service import run_until_signal
     from exporter.simulator.options import SimulatorOptions
     from exporter.simulator.server import Simulator
 
@@ -436,13 +709,14 @@ async def run_demo(listen_address: str, log_level: str, log_format: str) -> None
             world.organization_id,
             world.confluent_environment_ids,
             options,
-            listen_address,
+            listen_addresses,
             log_level,
             log_format,
         )
 
         def started(exporter: Exporter) -> None:
-            base = browse_url(listen_address, exporter.port)
+            _announce(address_file)(exporter)
+            base = browse_url(listen_addresses[0], exporter.port)
             print(
                 f"\n{PROG} demo is running.\n"
                 f"  exporter:   {base}/\n"
@@ -456,10 +730,15 @@ async def run_demo(listen_address: str, log_level: str, log_format: str) -> None
 
 
 def _demo(arguments: argparse.Namespace) -> int:
-    listen_address = arguments.listen_address or ":9877"
-    level, fmt = arguments.log_level or "info", arguments.log_format or "console"
+    listen_addresses = arguments.listen_addresses or [":9877"]
+    level, fmt = normal_log_level(arguments.log_level or "info"), arguments.log_format or "console"
     configure_logging(level, fmt)
-    return _serve(lambda: run_demo(listen_address, level, fmt))
+    address_file = address_file_from(os.environ)
+    try:
+        return _serve(lambda: run_demo(listen_addresses, level, fmt, address_file))
+    finally:
+        if address_file is not None:
+            remove_address_file(address_file)
 
 
 def _simulate(arguments: argparse.Namespace) -> int:
@@ -467,5 +746,5 @@ def _simulate(arguments: argparse.Namespace) -> int:
     from exporter.simulator.server import serve_forever
 
     options, host, port = options_from_arguments(arguments)
-    configure_logging(arguments.log_level or "info", arguments.log_format or "json")
+    configure_logging(normal_log_level(arguments.log_level or "info"), arguments.log_format or "json")
     return _serve(lambda: serve_forever(options, host, port))

@@ -24,10 +24,13 @@ from exporter.secrets import Secret, SecretUnavailable
 from exporter.sharding import Shard
 
 DEFAULT_LISTEN_ADDRESS = ":9877"
+DEFAULT_TELEMETRY_PATH = "/metrics"
+# Paths the exporter serves itself, which the telemetry path may not take.
+RESERVED_PATHS = ("/", "/healthz", "/readyz")
 
 TIERS = ("development", "staging", "production")
-LOG_LEVELS = ("debug", "info", "warning", "error")
-LOG_FORMATS = ("json", "console")
+LOG_LEVELS = ("debug", "info", "warn", "warning", "error")  # warn: promslog's spelling of warning
+LOG_FORMATS = ("json", "logfmt", "console")
 
 
 class ConfigError(Exception):
@@ -100,6 +103,13 @@ class WebSettings:
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     config_file: Path | None = None
+    additional_listen_addresses: tuple[str, ...] = ()
+    telemetry_path: str = DEFAULT_TELEMETRY_PATH
+
+    @property
+    def listen_addresses(self) -> tuple[str, ...]:
+        """Every address served, the first one first."""
+        return (self.listen_address, *self.additional_listen_addresses)
 
 
 @dataclass(frozen=True)
@@ -119,7 +129,7 @@ class Settings:
     confluent: ConfluentSettings = field(default_factory=ConfluentSettings)
     shard: Shard = field(default_factory=Shard)
     log_level: str = "info"
-    log_format: str = "json"  # json | console
+    log_format: str = "json"  # json | logfmt | console
     source: str = ""  # the config file's path, or "environment"
     warnings: tuple[ConfigWarning, ...] = ()
 
@@ -226,6 +236,30 @@ def check_listen_address(address: str, where: str) -> str:
     ):
         raise ConfigError(f"{where}: expected HOST:PORT like :9877, got {_show(address)}")
     return address
+
+
+def check_readable_file(path: Path, where: str) -> Path:
+    """`path`, once it is known to open for reading; raises ConfigError naming `where` otherwise."""
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as error:
+        raise ConfigError(f"{where}: cannot read {path}: {error.strerror}") from None
+    return path
+
+
+def check_telemetry_path(path: str, where: str) -> str:
+    """An absolute URL path for /metrics that the exporter's other endpoints do not use."""
+    if not path.startswith("/") or any(character.isspace() or character in "?#" for character in path):
+        raise ConfigError(f"{where}: expected a path starting with / like /metrics, got {_show(path)}")
+    if path.rstrip("/") in ("", *RESERVED_PATHS):
+        raise ConfigError(f"{where}: {path} is taken by the exporter's own endpoints")
+    return path
+
+
+def normal_log_level(level: str) -> str:
+    """`warn` (promslog) and `warning` are the same level; the rest of the program knows `warning`."""
+    return "warning" if level == "warn" else level
 
 
 def check_url(value: str, where: str, *, allow_credentials: bool = False) -> str:
@@ -495,13 +529,7 @@ class _Section:
 
     def readable_path(self, key: str) -> Path | None:
         path = self.path(key)
-        if path is not None:
-            try:
-                with path.open("rb"):
-                    pass
-            except OSError as error:
-                raise ConfigError(f"{self.at(key)}: cannot read {path}: {error.strerror}") from None
-        return path
+        return check_readable_file(path, self.at(key)) if path is not None else None
 
     def section(self, key: str, keys: tuple[str, ...]) -> _Section:
         return _Section(self.data.get(key), self.at(key), keys, self.base)
@@ -540,7 +568,7 @@ class _Section:
 # --- the file -------------------------------------------------------------------------------------------
 
 TOP_KEYS = ("web", "lenses", "confluent", "log")
-WEB_KEYS = ("listen_address", "config_file")
+WEB_KEYS = ("listen_address", "config_file", "telemetry_path")
 LOG_KEYS = ("level", "format")
 TLS_KEYS = ("ca_file", "insecure_skip_verify")
 LENSES_KEYS = (
@@ -615,7 +643,7 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     inline: list[str] = []
     web = _web(root.section("web", WEB_KEYS))
     log_section = root.section("log", LOG_KEYS)
-    log_level = log_section.choice("level", LOG_LEVELS, "info")
+    log_level = normal_log_level(log_section.choice("level", LOG_LEVELS, "info"))
     log_format = log_section.choice("format", LOG_FORMATS, "json")
     lenses = None
     if root.raw("lenses") is not None:
@@ -650,10 +678,23 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
 
 
 def _web(section: _Section) -> WebSettings:
-    address = section.string("listen_address", DEFAULT_LISTEN_ADDRESS)
+    where = section.at("listen_address")
+    if isinstance(section.raw("listen_address"), list):
+        addresses = section.items("listen_address")
+        if not addresses:
+            raise ConfigError(f"{where}: expected at least one HOST:PORT")
+        for index, address in enumerate(addresses):
+            if not isinstance(address, str):
+                raise ConfigError(f"{where}[{index}]: expected a string, got {_type_name(address)}")
+            check_listen_address(address, f"{where}[{index}]")
+    else:
+        addresses = [check_listen_address(section.string("listen_address", DEFAULT_LISTEN_ADDRESS), where)]
+    path = section.string("telemetry_path", DEFAULT_TELEMETRY_PATH)
     return WebSettings(
-        listen_address=check_listen_address(address, section.at("listen_address")),
+        listen_address=addresses[0],
+        additional_listen_addresses=tuple(addresses[1:]),
         config_file=section.readable_path("config_file"),
+        telemetry_path=check_telemetry_path(path, section.at("telemetry_path")),
     )
 
 

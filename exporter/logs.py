@@ -1,4 +1,5 @@
-"""Logging: structlog, one JSON object per line on stderr (or `console` for humans), every secret redacted.
+"""Logging: structlog, one JSON object (or logfmt line, or `console` text for humans) per line on stderr,
+every secret redacted.
 
 Standard-library loggers (aiohttp, asyncio, warnings) go through the same processors, so every line of the
 process has the same shape and passes through the same redaction.
@@ -6,6 +7,7 @@ process has the same shape and passes through the same redaction.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -23,8 +25,14 @@ MIN_SECRET_LENGTH = 4
 # Loggers that log every request with its URL at INFO.
 QUIET_LOGGERS = ("httpx", "httpcore")
 
-LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
-FORMATS = ("json", "console")
+LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,  # promslog's spelling
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
+FORMATS = ("json", "logfmt", "console")
 
 
 class Redactor:
@@ -84,7 +92,33 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+# Control characters other than the newline (which the logfmt renderer escapes itself) as `\uXXXX`.
+_CONTROL_ESCAPES = {code: f"\\u{code:04x}" for code in range(32) if code != 10}
+
+
+def _logfmt_values(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """Values logfmt cannot hold as they are made into one-line strings: lists and mappings as JSON, control
+    characters (which would end the pair or the line) escaped."""
+    for key, value in event_dict.items():
+        if isinstance(value, list | tuple | dict):
+            value = json.dumps(value, default=str, ensure_ascii=False)
+        if isinstance(value, str):
+            value = value.translate(_CONTROL_ESCAPES)
+        event_dict[key] = value
+    return event_dict
+
+
 def _final_processors(fmt: str, redactor: Redactor, stream: TextIO) -> list[Processor]:
+    if fmt == "logfmt":
+        return [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redactor,
+            _logfmt_values,
+            structlog.processors.LogfmtRenderer(
+                key_order=list(LEADING_KEYS), drop_missing=True, bool_as_flag=False
+            ),
+        ]
     if fmt == "console":
         return [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -114,7 +148,7 @@ def configure_logging(
     secrets: Callable[[], Iterable[str]] = lambda: (),
     stream: TextIO | None = None,
 ) -> None:
-    """Send structlog and standard-library logging to `stream` (stderr) as JSON lines or console text,
+    """Send structlog and standard-library logging to `stream` (stderr) as JSON lines, logfmt or console text,
     at `level`, with every value returned by `secrets()` redacted."""
     if level not in LEVELS:
         raise ValueError(f"log level must be one of {', '.join(LEVELS)}, got {level!r}")

@@ -70,24 +70,41 @@ class Exporter:
             self.health,
             self.web_config.middlewares,
             self.web_config.response_headers,
+            telemetry_path=settings.web.telemetry_path,
         )
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.port = 0
+        self.ports: list[int] = []
+
+    @property
+    def port(self) -> int:
+        """The port of the first listen address (the one picked when it asked for port 0)."""
+        return self.ports[0] if self.ports else 0
 
     async def start(self) -> None:
-        """Bind the listener and start every source in the background."""
-        host, port = parse_listen_address(self.settings.web.listen_address)
+        """Bind every listen address and start every source in the background."""
         self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0, **SERVER_LIMITS)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        try:
+            for address in self.settings.web.listen_addresses:
+                host, port = parse_listen_address(address)
+                site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
+                await site.start()
+                sockets = getattr(site._server, "sockets", None) or []
+                self.ports.append(sockets[0].getsockname()[1] if sockets else port)
+        except BaseException:
+            await self._runner.cleanup()
+            raise
         self._tasks = [asyncio.create_task(source.run()) for source in self.sources]
         self._tasks.append(asyncio.create_task(self.compactor.run()))
-        log.info("exporter_started", listen_address=self.settings.web.listen_address, port=self.port)
+        log.info(
+            "exporter_started",
+            listen_address=self.settings.web.listen_address,
+            port=self.port,
+            listen_addresses=list(self.settings.web.listen_addresses),
+            ports=self.ports,
+            telemetry_path=self.settings.web.telemetry_path,
+        )
 
     async def stop(self) -> None:
         """Cancel background work, close upstream connections, stop serving."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import html
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TypedDict
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import exposition, openmetrics
 
-from exporter import __version__
+from exporter import landing as landing_page
 from exporter.health import Health, Telemetry
 from exporter.store import Store
 
@@ -40,6 +39,7 @@ SERVER_LIMITS = ServerLimits(max_line_size=8190, max_field_size=8190, max_header
 STORE_KEY = web.AppKey("store", Store)
 TELEMETRY_KEY = web.AppKey("telemetry", Telemetry)
 HEALTH_KEY = web.AppKey("health", Health)
+TELEMETRY_PATH_KEY = web.AppKey("telemetry_path", str)
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -125,31 +125,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def landing(request: web.Request) -> web.Response:
-    """A small page: version, every target with its state, links."""
-    rows = []
-    for status in request.app[HEALTH_KEY].targets.values():
-        state = "pending" if not status.ready else ("up" if status.up else "down")
-        rows.append(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(cell))}</td>"
-                for cell in (status.source, status.name, state, status.stream or "-", status.last_error or "")
-            )
-            + "</tr>"
-        )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>lenses-hq-exporter</title></head>
-<body>
-<h1>lenses-hq-exporter</h1>
-<p>Version {html.escape(__version__)}</p>
-<h2>Targets</h2>
-<table border="1" cellpadding="4">
-<tr><th>source</th><th>target</th><th>state</th><th>stream</th><th>last error</th></tr>
-{"".join(rows)}
-</table>
-<p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> · <a href="/readyz">Readiness</a></p>
-</body></html>
-"""
+    """The landing page: version, every target with its state, links."""
+    app = request.app
+    page = landing_page.render(app[HEALTH_KEY], app[TELEMETRY_KEY], app[TELEMETRY_PATH_KEY])
     return web.Response(text=page, content_type="text/html")
 
 
@@ -159,8 +137,10 @@ def make_app(
     health: Health,
     middlewares: Sequence[Middleware] = (),
     response_headers: Mapping[str, str] | None = None,
+    *,
+    telemetry_path: str = "/metrics",
 ) -> web.Application:
-    """The aiohttp application serving the exporter's endpoints."""
+    """The aiohttp application serving the exporter's endpoints, the metrics at `telemetry_path`."""
     app = web.Application(client_max_size=64 * 1024, middlewares=list(middlewares))
     if response_headers:
         extra = dict(response_headers)
@@ -172,7 +152,8 @@ def make_app(
     app[STORE_KEY] = store
     app[TELEMETRY_KEY] = telemetry
     app[HEALTH_KEY] = health
-    app.router.add_get("/metrics", metrics)
+    app[TELEMETRY_PATH_KEY] = telemetry_path
+    app.router.add_get(telemetry_path, metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/", landing)

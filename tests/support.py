@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
+from html.parser import HTMLParser
 from typing import TypeVar
 
 import httpx
@@ -85,3 +86,46 @@ def promtool_check_metrics(text: str) -> str:
     if result.returncode not in (0, 3):
         pytest.fail(f"promtool failed ({result.returncode}): {findings}")
     return findings if result.returncode == 3 or findings else ""
+
+
+class LandingPage(HTMLParser):
+    """The landing page parsed: its table rows as lists of cell texts, its links, every tag and attribute
+    name seen."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.links: list[str] = []
+        self.tags: set[str] = set()
+        self.attributes: list[str] = []
+        self._cell: list[str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+        self.attributes += [name for name, _ in attrs]
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "a":
+            self.links += [value or "" for name, value in attrs if name == "href"]
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None:
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+    def targets(self) -> list[dict[str, str]]:
+        """Every target's row, by column heading."""
+        heading = self.rows[0]
+        return [dict(zip(heading, row, strict=True)) for row in self.rows[1:] if len(row) == len(heading)]
+
+    def row(self, target: str) -> dict[str, str]:
+        """The row of one target, by column heading."""
+        [found] = [row for row in self.targets() if row["target"] == target]
+        return found

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from alerts import generate
-from alerts.rules import PREFIX, RUNBOOK_URL, AlertSettings, render, rule_file
+from exporter.alerts.rules import PREFIX, RUNBOOK_URL, AlertSettings, render, rule_file
 from tests.metric_contract import contract_names, metric_names
 from tests.support import eventually, free_port, require_binary
 

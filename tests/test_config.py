@@ -430,7 +430,7 @@ BAD = [
         "web:\n  listen_address: localhost\n",
         "web.listen_address: expected HOST:PORT like :9877, got 'localhost'",
     ),
-    ("log:\n  level: loud\n", "log.level: expected one of debug, info, warning, error, got 'loud'"),
+    ("log:\n  level: loud\n", "log.level: expected one of debug, info, warn, warning, error, got 'loud'"),
     ("confluent:\n  targets: {}\n", "confluent.targets: expected a list, got a mapping"),
     ("{}\n", "no source configured"),
 ]

@@ -28,10 +28,10 @@ EXPECTED = {
 
 SAMPLE_VALUES = {
     "__rate_interval": "2m",
-    "job": ".*",
+    "job": ".+",
     "tier": ".*",
     "environment": "payments",
-    "instance": ".*",
+    "instance": ".+",
     "datasource": "prometheus",
 }
 
@@ -74,8 +74,12 @@ def test_dashboard_settings(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_template_variables(name: str) -> None:
+    """dashboard-linter's template rules: one `datasource` variable, every query variable on it, reloaded on
+    time range change, and multi-valued ones (`job` first of all) with the all-value `.+`."""
     variables = {variable["name"]: variable for variable in DASHBOARDS[name]["templating"]["list"]}
     assert set(variables) == EXPECTED[name]
+    assert [v["name"] for v in variables.values() if v["type"] == "datasource"] == ["datasource"]
+    assert variables["job"]["multi"] and variables["job"]["includeAll"], "the job variable is multi-valued"
     datasource = variables["datasource"]
     assert datasource["type"] == "datasource" and datasource["query"] == "prometheus"
     assert datasource["label"] == "Data source"
@@ -89,7 +93,9 @@ def test_template_variables(name: str) -> None:
         if variable["name"] != "job":
             assert 'job=~"$job"' in expr, variable["name"]
         if variable.get("multi"):
-            assert variable["includeAll"] and variable["allValue"] == ".*", variable["name"]
+            # Every series has a job and an instance (All is `.+`); a tier may be empty (All is `.*`).
+            all_value = ".+" if variable["name"] in ("job", "instance") else ".*"
+            assert variable["includeAll"] and variable["allValue"] == all_value, variable["name"]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -178,7 +184,7 @@ def test_every_query_is_valid_promql(tmp_path: Path) -> None:
 
 def test_substitute_replaces_both_variable_forms() -> None:
     assert substitute('x{job=~"$job", a="${tier}"}[$__rate_interval]', SAMPLE_VALUES) == (
-        'x{job=~".*", a=".*"}[2m]'
+        'x{job=~".+", a=".*"}[2m]'
     )
 
 

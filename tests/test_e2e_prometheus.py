@@ -21,7 +21,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from alerts.rules import AlertSettings, render
+from exporter.alerts.rules import AlertSettings, render
 from exporter.config import ConfluentSettings, ConfluentTarget, LensesSettings, Settings, WebSettings
 from exporter.secrets import Secret
 from exporter.service import Exporter
@@ -255,7 +255,7 @@ async def test_every_dashboard_query_and_variable_returns_data(tmp_path: Path) -
                 "__rate_interval": RATE_INTERVAL,
                 "job": JOB,
                 "tier": ".*",
-                "instance": ".*",
+                "instance": ".+",
                 # The environment dashboard shows one environment; elsewhere the variable is multi-valued.
                 "environment": environment if name == "lenses-hq-environment.json" else ".*",
             }

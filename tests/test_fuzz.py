@@ -568,7 +568,7 @@ CONFIG_VALUES: tuple[Any, ...] = (
 )
 TOP_KEYS = ("web", "log", "lenses", "confluent")
 SECTION_KEYS = {
-    "web": ("listen_address", "config_file"),
+    "web": ("listen_address", "config_file", "telemetry_path"),
     "log": ("level", "format"),
     "lenses": (
         *("name", "url", "token", "token_file", "poll_interval", "sse", "metadata_labels", "timeout"),

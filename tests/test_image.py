@@ -69,10 +69,14 @@ def report(figure: str) -> None:
 
 @pytest.fixture
 async def container() -> AsyncIterator[Container]:
-    """Start `demo` in the image on a free port with host networking, without an init process."""
+    """Start `demo` in the image with host networking, without an init process, on a free port (never the
+    default 9877): the port is given to the exporter's command line alone, as `docker run IMAGE
+    --web.listen-address=...` gives it, so the image's health check has to find it by itself."""
     port = free_port()
+    while port == 9877:
+        port = free_port()
     name = f"lenses-hq-exporter-test-{uuid.uuid4().hex[:8]}"
-    options = ["--network=host", "-e", f"HEALTHCHECK_URL=http://127.0.0.1:{port}/healthz"]
+    options = ["--network=host"]
     if not IS_PODMAN:
         # Docker runs the image's check on its own timer; a short interval keeps the test quick.
         options += ["--health-interval=1s", "--health-start-period=1s"]
@@ -105,7 +109,7 @@ async def test_image_declares_how_it_runs() -> None:
     assert config.get("Entrypoint") == ["lenses-hq-exporter"]
     health = config.get("Healthcheck") or image.get("Healthcheck") or {}
     assert health.get("Test", [None])[0] in ("CMD", "CMD-SHELL"), health
-    assert any("/healthz" in part or "HEALTHCHECK_URL" in part for part in health["Test"])
+    assert "healthcheck" in health["Test"], health
     report(f"image size {image['Size'] / 1e6:.0f} MB")
 
 
@@ -133,8 +137,8 @@ async def test_demo_serves_simulated_estate(container: Container) -> None:
         await eventually(data, timeout=30.0, what="simulated environments and agents on /metrics")
 
 
-async def test_health_check_passes(container: Container) -> None:
-    """The image's own HEALTHCHECK command reports healthy against the running exporter."""
+async def test_health_check_follows_the_listen_address(container: Container) -> None:
+    """The image's own HEALTHCHECK command reports healthy against the exporter on its non-default port."""
     if IS_PODMAN:
         # Podman runs no health-check timer on a machine without systemd: run the check on demand.
         async def healthy() -> bool:

@@ -5,9 +5,7 @@ Confluent target listed in pages), on loopback, with what a row of the matrix ne
 from __future__ import annotations
 
 import asyncio
-import html
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -29,7 +27,7 @@ from exporter.confluent.sync import INTERVAL_JITTER
 from exporter.secrets import Secret
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator, SimulatorOptions
-from tests.support import free_port, parse_samples
+from tests.support import LandingPage, free_port, parse_samples
 
 LENSES_TOKEN = "matrix-hq-token-5b1d"
 API_KEY = "matrix-key-77c2"
@@ -139,11 +137,6 @@ def reduce(samples: list[Sample]) -> State:
     )
 
 
-LANDING_ROW = re.compile(
-    r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td></tr>"
-)
-
-
 @dataclass(frozen=True)
 class Target:
     """One row of the landing page."""
@@ -222,8 +215,8 @@ class Rig:
         response = await self.http.get(self.url + "/")
         response.raise_for_status()
         return {
-            html.unescape(source): Target(html.unescape(state), html.unescape(stream), html.unescape(error))
-            for source, _, state, stream, error in LANDING_ROW.findall(response.text)
+            row["source"]: Target(row["state"], row["live stream"], row["last error"].replace("—", ""))
+            for row in LandingPage(response.text).targets()
         }
 
     async def until(

@@ -31,6 +31,10 @@ TAGS = ["lenses-hq"]
 
 ON_TIME_RANGE_CHANGE = model.VariableRefresh.ON_TIME_RANGE_CHANGED
 
+TARGET_LABELS = ("job", "instance")
+"""Labels every scraped series has: their variables' All is `.+`, as dashboard-linter requires. Other labels
+may be empty (a Confluent target without a tier), so their All is `.*`, which keeps those series."""
+
 RED, AMBER, GREEN, BLUE = "red", "orange", "green", "blue"
 
 
@@ -67,7 +71,7 @@ def label_variable(
         variable = (
             variable.multi(True)
             .include_all(True)
-            .all_value(".*")
+            .all_value(".+" if name in TARGET_LABELS else ".*")
             .current(model.VariableOption(selected=True, text=["All"], value=["$__all"]))
         )
     return variable

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
-from dashboards.common import (
+from exporter.dashboards.common import (
     AMBER,
     CONNECTED,
     GREEN,
