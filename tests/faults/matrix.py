@@ -54,7 +54,7 @@ ROWS = (
     ),
     Row("drift-missing-blocks", "Whole blocks missing (agent metrics, spec)", "`up` 1, their series dropped"),
     Row("drift-huge-numbers", "Numbers of 10^30, 2^64+1 and 1.7e308", "`up` 1, exported as floats"),
-    Row("drift-negative", "Negative counts and durations", "`up` 1, exported as sent"),
+    Row("drift-negative", "Negative counts and durations", "`up` 1, dropped and counted as invalid fields"),
     Row("sse-404", "The live stream answers 404", "stream `unavailable`, polling keeps `up` 1; found again"),
     Row(
         "sse-cut-mid-event",
