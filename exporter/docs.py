@@ -52,15 +52,16 @@ def render() -> str:
             "",
             "`lenses_environment_agent_connected` is 1 or 0 only when HQ reports a boolean; when "
             "`status.agent_connected` is missing, null or not a boolean the series is absent (unknown is "
-            "never \"disconnected\") and `lenses_hq_exporter_invalid_fields_total{field=\"agent_connected\"}` "
-            "counts it. The two transition counters count every change the exporter sees, on the live stream "
+            'never "disconnected") and '
+            '`lenses_hq_exporter_invalid_fields_total{field="agent_connected"}` counts it. '
+            "The two transition counters count every change the exporter sees, on the live stream "
             "(several between two scrapes included) and between two listings; they start at 0 when the "
             "environment first appears, go with it, and restart with the exporter like any counter "
             "(`increase()` and `rate()` handle the reset). A change through an unknown state still counts "
             "(connected, unknown, disconnected is one disconnect).",
             "",
-            "Numbers may arrive as decimal strings and are read as numbers; a time before 2000 (Go's zero time) "
-            "is absent; a negative count, byte figure or rate is dropped and counted under "
+            "Numbers may arrive as decimal strings and are read as numbers; a time before 2000 "
+            "(Go's zero time) is absent; a negative count, byte figure or rate is dropped and counted under "
             "`lenses_hq_exporter_invalid_fields_total` with the field's name.",
             "",
             _table(_group_rows(lenses)),
