@@ -25,6 +25,26 @@ log = structlog.get_logger("exporter.health")
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+FAILURE_REASONS = (
+    "timeout",
+    "connect",
+    "network",
+    "tls",
+    "http_5xx",
+    "http_429",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_4xx",
+    "decode",
+    "content_type",
+    "too_large",
+    "redirect_refused",
+    "redirect_loop",
+)
+"""Every bounded `reason` an upstream request can fail with; each exists at 0 per endpoint from the start."""
+
+
 @dataclass(frozen=True)
 class SelfMetric:
     """One self-metric: its Telemetry attribute, kind, name (without `_total`), help and labels."""
@@ -174,6 +194,28 @@ class Telemetry:
             kind = Gauge if spec.kind == "gauge" else Counter
             setattr(self, spec.attribute, kind(spec.name, spec.help, spec.labels, registry=self.registry))
         self.build_info.labels(__version__, platform.python_version()).set(1)
+
+    # Labelled counters are created at 0 as soon as their label set is known, so that `rate()` and
+    # `increase()` see the first increment and a healthy dashboard shows 0, not "No data".
+
+    def start_endpoint(self, source: str, endpoint: str) -> None:
+        """An endpoint that will be called: its requests and every failure reason at 0."""
+        self.requests.labels(source, endpoint)
+        for reason in FAILURE_REASONS:
+            self.failures.labels(source, endpoint, reason)
+
+    def start_target(self, source: str, target: str, fields: tuple[str, ...] = ()) -> None:
+        """A configured target: its invalid objects, and each field decoding may drop, at 0."""
+        self.invalid_objects.labels(source, target)
+        for field in fields:
+            self.invalid_fields.labels(source, target, field)
+
+    def start_stream(self, target: str, events: tuple[str, ...]) -> None:
+        """A target's live stream: closed, no reconnect, and each known event name at 0."""
+        self.sse_connected.labels(target).set(0)
+        self.sse_reconnects.labels(target)
+        for event in events:
+            self.sse_events.labels(target, event)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from exporter import memory
 from exporter.config import ConfluentSettings, ConfluentTarget
 from exporter.confluent import metrics
 from exporter.confluent.client import (
+    ENDPOINT,
     SOURCE,
     AgentListing,
     ConfluentClient,
@@ -74,6 +75,10 @@ class ConfluentSync:
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
         self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
+        if self.targets:
+            telemetry.start_endpoint(SOURCE, ENDPOINT)
+        for target in self.targets:
+            telemetry.start_target(SOURCE, target.name)
         # Targets with the same timeout, TLS and proxy share one httpx client: its connections are reused
         # across targets on the same regional endpoint, and fifty targets do not build fifty TLS contexts.
         self._http: dict[tuple[object, ...], httpx.AsyncClient] = {}

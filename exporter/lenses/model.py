@@ -28,6 +28,13 @@ SECTION_FIELDS = {
 }
 """The numeric fields of each metrics block that the exporter reads; other fields are ignored."""
 
+INVALID_FIELDS = (
+    "agent_connected",
+    "roundtrip_duration",
+    *(key for section in SECTIONS for key in SECTION_FIELDS[section]),
+)
+"""The field names decoding may drop and count (`lenses_hq_exporter_invalid_fields_total{field}`)."""
+
 
 class InvalidEnvironment(ValueError):
     """An object that cannot be an environment at all (no usable name)."""

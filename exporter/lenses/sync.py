@@ -19,7 +19,13 @@ from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
-from exporter.lenses.model import NO_TRANSITIONS, Environment, InvalidEnvironment, decode_environment
+from exporter.lenses.model import (
+    INVALID_FIELDS,
+    NO_TRANSITIONS,
+    Environment,
+    InvalidEnvironment,
+    decode_environment,
+)
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Rendered, Store
@@ -28,6 +34,8 @@ from exporter.upstream import UpstreamError
 log = structlog.get_logger("exporter.lenses")
 
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
+COUNTED_EVENTS = (*KNOWN_EVENTS, "unknown", "oversize", "invalid")
+"""Every `event` label of `lenses_hq_exporter_sse_events_total`."""
 BATCH = 100
 """Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
@@ -70,6 +78,13 @@ class LensesSync:
         self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
         self._roundtrip_warned = False
         self.status.stream = "connecting" if settings.sse else "disabled"
+        telemetry.start_endpoint(SOURCE, "environments")
+        if settings.kafka_connections:
+            telemetry.start_endpoint(SOURCE, "kafka_connections")
+        if settings.sse:
+            telemetry.start_endpoint(SOURCE, "stream")
+            telemetry.start_stream(self.target, COUNTED_EVENTS)
+        telemetry.start_target(SOURCE, self.target, INVALID_FIELDS)
 
     async def run(self) -> None:
         """Poll and stream until cancelled."""
