@@ -230,6 +230,8 @@ class TargetStatus:
     last_error: str = ""
     last_success: float = 0.0
     stream: str = ""  # "", "connected", "reconnecting", "unavailable"
+    error_labels: tuple[str, str] | None = None
+    """The (reason, upstream_type) of `last_error_info` while the last sync failed."""
 
     def __post_init__(self) -> None:
         self.telemetry.up.labels(self.source, self.name).set(0)
@@ -243,21 +245,38 @@ class TargetStatus:
             log.info("target_recovered", source=self.source, target=self.name)
         self.up, self.ready, self.last_error = True, True, ""
         self.last_success = time.time()
+        self._set_error_labels(None)
         t = self.telemetry
         t.up.labels(self.source, self.name).set(1)
         t.last_success.labels(self.source, self.name).set(self.last_success)
         t.sync_duration.labels(self.source, self.name).set(duration)
         t.objects.labels(self.source, self.name).set(objects)
 
+    def _set_error_labels(self, labels: tuple[str, str] | None) -> None:
+        """Keep `last_error_info` at one series for this target (none after a success)."""
+        if labels == self.error_labels:
+            return
+        info = self.telemetry.last_error_info
+        if self.error_labels is not None:
+            info.remove(self.source, self.name, *self.error_labels)
+        if labels is not None:
+            info.labels(self.source, self.name, *labels).set(1)
+        self.error_labels = labels
+
     def objects_changed(self, objects: int) -> None:
         """The number of tracked objects changed between syncs (live stream)."""
         self.telemetry.objects.labels(self.source, self.name).set(objects)
 
     def failed(self, error: str, duration: float | None = None, **fields: object) -> None:
-        """Record a failed sync; the last good data stays. Logs only when the state or error changes."""
+        """Record a failed sync; the last good data stays. Logs only when the state or error changes.
+        `fields` are an `UpstreamError`'s log fields: its `reason` and `upstream_type` (when any) label
+        `last_error_info`."""
         if self.up or error != self.last_error:
             log.warning("sync_failed", source=self.source, target=self.name, error=error, **fields)
         self.up, self.ready, self.last_error = False, True, error
+        self._set_error_labels(
+            (str(fields.get("reason") or "internal"), str(fields.get("upstream_type") or ""))
+        )
         self.telemetry.up.labels(self.source, self.name).set(0)
         if duration is not None:
             self.telemetry.sync_duration.labels(self.source, self.name).set(duration)
