@@ -164,3 +164,24 @@ async def test_a_relisting_keeps_the_counts_the_stream_made(simulator: Simulator
         assert await sync.sync_once()
         assert await exporter.value(DISCONNECTS, environment=name) == 1
         assert await exporter.value(CONNECTS, environment=name) == 0
+
+
+async def test_a_change_through_an_unknown_state_still_counts(simulator: Simulator) -> None:
+    async with running_exporter(lenses_settings(simulator)) as exporter:
+        await eventually(lambda: stream_open(exporter), what="the live stream")
+        name = first_connected(simulator)
+        simulator.world.set_agent_connected(name, None)
+        await eventually(lambda: _equals_none(exporter, name), what="connectivity unknown")
+        simulator.world.disconnect_agent(name)  # connected, unknown, disconnected: one disconnect
+        await eventually(lambda: _equals(exporter, CONNECTED, name, 0), what="disconnected")
+        assert await exporter.value(DISCONNECTS, environment=name) == 1
+        simulator.world.set_agent_connected(name, "yes")
+        await eventually(lambda: _equals_none(exporter, name), what="connectivity unknown again")
+        simulator.world.disconnect_agent(name)  # disconnected, unknown, disconnected: no change
+        await eventually(lambda: _equals(exporter, CONNECTED, name, 0), what="disconnected again")
+        assert await exporter.value(DISCONNECTS, environment=name) == 1
+        assert await exporter.value(CONNECTS, environment=name) == 0
+
+
+async def _equals_none(exporter: RunningExporter, environment: str) -> bool:
+    return await exporter.value(CONNECTED, environment=environment) is None

@@ -3,7 +3,7 @@ becomes None and drops only the series it feeds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from exporter.decode import as_count, as_mapping, as_number, as_text, as_timestamp
@@ -67,23 +67,28 @@ class Agent:
 @dataclass(frozen=True, slots=True)
 class Transitions:
     """The connectivity changes the exporter has seen for one environment since it first saw it (or since
-    the exporter started): counts, when the last one was seen, and the last known state to compare with."""
+    the exporter started): counts and when the last one was seen. `last_known` carries the last boolean HQ
+    reported only while the environment's connectivity is unknown (otherwise the environment's own state
+    is the last known one), so an environment that never changed compares equal to `NO_TRANSITIONS`."""
 
     disconnects: int = 0
     connects: int = 0
     changed_at: float | None = None
     last_known: bool | None = None
 
-    def after(self, connected: bool | None, now: float) -> Transitions:
-        """These counts once an environment reported `connected` at `now`: a known state other than the last
-        known one is a change; an unknown state (None) changes nothing and forgets nothing."""
-        if connected is None or connected == self.last_known:
-            return self
-        if self.last_known is None:
-            return Transitions(self.disconnects, self.connects, self.changed_at, connected)
+    def after(self, held: bool | None, connected: bool | None, now: float) -> Transitions:
+        """These counts once an environment whose state held so far is `held` reports `connected` at `now`:
+        a boolean other than the last known one is a change; unknown (None) changes nothing and forgets
+        nothing (connected, unknown, disconnected is one disconnect)."""
+        last_known = held if held is not None else self.last_known
+        if connected is None:
+            return self if self.last_known == last_known else replace(self, last_known=last_known)
+        base = self if self.last_known is None else replace(self, last_known=None)
+        if last_known is None or connected == last_known:
+            return base
         if connected:
-            return Transitions(self.disconnects, self.connects + 1, now, connected)
-        return Transitions(self.disconnects + 1, self.connects, now, connected)
+            return Transitions(base.disconnects, base.connects + 1, now)
+        return Transitions(base.disconnects + 1, base.connects, now)
 
 
 NO_TRANSITIONS = Transitions()

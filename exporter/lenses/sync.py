@@ -269,8 +269,13 @@ class LensesSync:
     def _with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
         """The environment carrying the connectivity changes counted so far (by the held state it replaces),
         plus one if its connectivity differs from the last known one."""
-        previous = held.transitions if held is not None else NO_TRANSITIONS
-        transitions = previous.after(environment.agent_connected, now)
+        if held is None:
+            return (
+                environment
+                if environment.transitions == NO_TRANSITIONS
+                else dataclasses.replace(environment, transitions=NO_TRANSITIONS)
+            )
+        transitions = held.transitions.after(held.agent_connected, environment.agent_connected, now)
         if transitions == environment.transitions:
             return environment
         return dataclasses.replace(environment, transitions=transitions)
