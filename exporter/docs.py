@@ -72,7 +72,12 @@ def render() -> str:
             _table(_group_rows(confluent_metrics.GROUP)),
             "## The exporter itself",
             "",
-            "Plus the standard `process_*` and `python_*` collectors.",
+            "Plus the standard `process_*` and `python_*` collectors. Every labelled counter exists at 0 "
+            "from the start for each label set known in advance (each bounded failure reason per endpoint, "
+            "reconnects and each known event name per live stream, invalid objects per target, each "
+            "droppable field per Lenses target), so `rate()` and `increase()` see the first increment and a "
+            "healthy dashboard shows 0. `lenses_hq_exporter_last_error_info` has one series per target whose "
+            "last sync failed, none once it succeeds.",
             "",
             _table(_self_rows()),
         ]
