@@ -50,7 +50,7 @@ ROWS = (
     Row(
         "drift-wrong-types",
         "Strings for numbers, numbers for strings",
-        "`up` 1, wrongly typed series dropped",
+        "`up` 1, numbers as decimal strings read, other wrongly typed series dropped",
     ),
     Row("drift-missing-blocks", "Whole blocks missing (agent metrics, spec)", "`up` 1, their series dropped"),
     Row("drift-huge-numbers", "Numbers of 10^30, 2^64+1 and 1.7e308", "`up` 1, exported as floats"),
