@@ -44,7 +44,8 @@ _TYPE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.:-]+")
 
 
 class UpstreamError(Exception):
-    """A failed upstream call: a short bounded `reason`, the HTTP status and the upstream's request id."""
+    """A failed upstream call: a short bounded `reason`, the HTTP status, the upstream's request id and, when
+    its error body said, its own error type and title."""
 
     def __init__(
         self,
@@ -76,7 +77,8 @@ class UpstreamError(Exception):
         return self.reason in RETRYABLE_REASONS
 
     def log_fields(self) -> dict[str, Any]:
-        """Fields for a log line: endpoint, status, request id, reason."""
+        """Fields for a log line: endpoint, status, request id, reason, and the upstream's own error type
+        and title when it gave them."""
         fields: dict[str, Any] = {
             "endpoint": self.endpoint,
             "status": self.status,
