@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from structlog.testing import capture_logs
 
+from exporter.decode import as_number, as_timestamp
 from exporter.simulator.server import Simulator
 from tests.lenses_fixtures import RunningExporter, lenses_settings, running_exporter, simulator_options
 from tests.support import eventually, find, promtool_check_metrics
@@ -95,3 +97,41 @@ async def test_an_implausible_roundtrip_unit_is_said_once() -> None:
                     lambda: exporter.value("lenses_hq_exporter_up", target="hq"), what="a listing"
                 )
         assert not [entry for entry in logs if entry.get("event") == "roundtrip_implausible"]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("42", 42.0),
+        ("-7", -7.0),
+        ("9007199254740993", 9007199254740992.0),
+        ("1250.5", 1250.5),
+        ("1e3", 1000.0),
+        ("1e400", None),  # infinite
+        ("nan", None),
+        ("inf", None),
+        ("0x10", None),
+        (" 4", None),
+        ("1_000", None),
+        ("", None),
+        ("9" * 65, None),  # longer than any number HQ writes
+        (True, None),
+        (None, None),
+    ],
+)
+def test_numbers_are_read_from_decimal_strings_only(value: object, expected: float | None) -> None:
+    assert as_number(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0001-01-01T00:00:00Z", None),
+        ("1970-01-01T00:00:00Z", None),
+        ("1999-12-31T23:59:59Z", None),
+        ("2000-01-01T00:00:00Z", 946684800.0),
+        ("2025-10-24T16:23:29.612Z", 1761323009.612),
+    ],
+)
+def test_times_before_2000_are_absent(text: str, expected: float | None) -> None:
+    assert as_timestamp(text) == expected
