@@ -508,13 +508,23 @@ def summary(settings: Settings) -> list[str]:
     return [f"configuration OK ({settings.source})", *(f"  {line}" for line in lines)]
 
 
+def printable(text: str) -> str:
+    """Text from an upstream as one harmless line: anything a terminal would act on (newlines, escapes,
+    bidirectional overrides) is shown as a `\\x`/`\\u` escape instead."""
+    return "".join(
+        character if character.isprintable() else character.encode("unicode_escape").decode("ascii")
+        for character in text
+    )
+
+
 def probe_line(probe: Probe) -> str:
-    """One line of `check --connect`: `lenses/hq: reachable (request id ...)`."""
+    """One line of `check --connect`: `lenses/hq: reachable (request id ...)`; on a refusal the upstream's
+    own error type and title too. Everything from the upstream is made `printable`."""
     line = f"{probe.source}/{probe.target}: {probe.state}"
     if probe.detail and probe.state != "reachable":
-        line += f": {probe.detail}"
+        line += f": {printable(probe.detail)}"
     if probe.request_id:
-        line += f" (request id {probe.request_id})"
+        line += f" (request id {printable(probe.request_id)})"
     return line
 
 

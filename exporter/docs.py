@@ -50,6 +50,20 @@ def render() -> str:
             "`lenses_environment_metadata_info` exists only when `lenses.metadata_labels` lists keys; each "
             "becomes a label `metadata_<key>` (characters other than letters, digits and `_` become `_`).",
             "",
+            "`lenses_environment_agent_connected` is 1 or 0 only when HQ reports a boolean; when "
+            "`status.agent_connected` is missing, null or not a boolean the series is absent (unknown is "
+            'never "disconnected") and '
+            '`lenses_hq_exporter_invalid_fields_total{field="agent_connected"}` counts it. '
+            "The two transition counters count every change the exporter sees, on the live stream "
+            "(several between two scrapes included) and between two listings; they start at 0 when the "
+            "environment first appears, go with it, and restart with the exporter like any counter "
+            "(`increase()` and `rate()` handle the reset). A change through an unknown state still counts "
+            "(connected, unknown, disconnected is one disconnect).",
+            "",
+            "Numbers may arrive as decimal strings and are read as numbers; a time before 2000 "
+            "(Go's zero time) is absent; a negative count, byte figure or rate is dropped and counted under "
+            "`lenses_hq_exporter_invalid_fields_total` with the field's name.",
+            "",
             _table(_group_rows(lenses)),
             "## Confluent Flink agents",
             "",
@@ -58,7 +72,12 @@ def render() -> str:
             _table(_group_rows(confluent_metrics.GROUP)),
             "## The exporter itself",
             "",
-            "Plus the standard `process_*` and `python_*` collectors.",
+            "Plus the standard `process_*` and `python_*` collectors. Every labelled counter exists at 0 "
+            "from the start for each label set known in advance (each bounded failure reason per endpoint, "
+            "reconnects and each known event name per live stream, invalid objects per target, each "
+            "droppable field per Lenses target), so `rate()` and `increase()` see the first increment and a "
+            "healthy dashboard shows 0. `lenses_hq_exporter_last_error_info` has one series per target whose "
+            "last sync failed, none once it succeeds.",
             "",
             _table(_self_rows()),
         ]

@@ -25,6 +25,26 @@ log = structlog.get_logger("exporter.health")
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+FAILURE_REASONS = (
+    "timeout",
+    "connect",
+    "network",
+    "tls",
+    "http_5xx",
+    "http_429",
+    "http_401",
+    "http_403",
+    "http_404",
+    "http_4xx",
+    "decode",
+    "content_type",
+    "too_large",
+    "redirect_refused",
+    "redirect_loop",
+)
+"""Every bounded `reason` an upstream request can fail with; each exists at 0 per endpoint from the start."""
+
+
 @dataclass(frozen=True)
 class SelfMetric:
     """One self-metric: its Telemetry attribute, kind, name (without `_total`), help and labels."""
@@ -175,6 +195,28 @@ class Telemetry:
             setattr(self, spec.attribute, kind(spec.name, spec.help, spec.labels, registry=self.registry))
         self.build_info.labels(__version__, platform.python_version()).set(1)
 
+    # Labelled counters are created at 0 as soon as their label set is known, so that `rate()` and
+    # `increase()` see the first increment and a healthy dashboard shows 0, not "No data".
+
+    def start_endpoint(self, source: str, endpoint: str) -> None:
+        """An endpoint that will be called: its requests and every failure reason at 0."""
+        self.requests.labels(source, endpoint)
+        for reason in FAILURE_REASONS:
+            self.failures.labels(source, endpoint, reason)
+
+    def start_target(self, source: str, target: str, fields: tuple[str, ...] = ()) -> None:
+        """A configured target: its invalid objects, and each field decoding may drop, at 0."""
+        self.invalid_objects.labels(source, target)
+        for field in fields:
+            self.invalid_fields.labels(source, target, field)
+
+    def start_stream(self, target: str, events: tuple[str, ...]) -> None:
+        """A target's live stream: closed, no reconnect, and each known event name at 0."""
+        self.sse_connected.labels(target).set(0)
+        self.sse_reconnects.labels(target)
+        for event in events:
+            self.sse_events.labels(target, event)
+
 
 @dataclass
 class TargetStatus:
@@ -188,6 +230,8 @@ class TargetStatus:
     last_error: str = ""
     last_success: float = 0.0
     stream: str = ""  # "", "connected", "reconnecting", "unavailable"
+    error_labels: tuple[str, str] | None = None
+    """The (reason, upstream_type) of `last_error_info` while the last sync failed."""
 
     def __post_init__(self) -> None:
         self.telemetry.up.labels(self.source, self.name).set(0)
@@ -201,21 +245,38 @@ class TargetStatus:
             log.info("target_recovered", source=self.source, target=self.name)
         self.up, self.ready, self.last_error = True, True, ""
         self.last_success = time.time()
+        self._set_error_labels(None)
         t = self.telemetry
         t.up.labels(self.source, self.name).set(1)
         t.last_success.labels(self.source, self.name).set(self.last_success)
         t.sync_duration.labels(self.source, self.name).set(duration)
         t.objects.labels(self.source, self.name).set(objects)
 
+    def _set_error_labels(self, labels: tuple[str, str] | None) -> None:
+        """Keep `last_error_info` at one series for this target (none after a success)."""
+        if labels == self.error_labels:
+            return
+        info = self.telemetry.last_error_info
+        if self.error_labels is not None:
+            info.remove(self.source, self.name, *self.error_labels)
+        if labels is not None:
+            info.labels(self.source, self.name, *labels).set(1)
+        self.error_labels = labels
+
     def objects_changed(self, objects: int) -> None:
         """The number of tracked objects changed between syncs (live stream)."""
         self.telemetry.objects.labels(self.source, self.name).set(objects)
 
     def failed(self, error: str, duration: float | None = None, **fields: object) -> None:
-        """Record a failed sync; the last good data stays. Logs only when the state or error changes."""
+        """Record a failed sync; the last good data stays. Logs only when the state or error changes.
+        `fields` are an `UpstreamError`'s log fields: its `reason` and `upstream_type` (when any) label
+        `last_error_info`."""
         if self.up or error != self.last_error:
             log.warning("sync_failed", source=self.source, target=self.name, error=error, **fields)
         self.up, self.ready, self.last_error = False, True, error
+        self._set_error_labels(
+            (str(fields.get("reason") or "internal"), str(fields.get("upstream_type") or ""))
+        )
         self.telemetry.up.labels(self.source, self.name).set(0)
         if duration is not None:
             self.telemetry.sync_duration.labels(self.source, self.name).set(duration)

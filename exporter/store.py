@@ -72,9 +72,13 @@ class Family(Generic[T]):
     read: Callable[[T], Iterable[Sample]]
     type: str = "gauge"
 
-    def header(self) -> bytes:
-        """The HELP and TYPE lines, identical in the Prometheus text and OpenMetrics formats for gauges."""
-        return f"# HELP {self.name} {escape_help(self.help)}\n# TYPE {self.name} {self.type}\n".encode()
+    def header(self, openmetrics: bool = False) -> bytes:
+        """The HELP and TYPE lines. A counter's `name` is its sample name (`..._total`), which the text
+        format also uses as the family's name; OpenMetrics names the family without `_total`."""
+        name = self.name
+        if openmetrics and self.type == "counter":
+            name = name.removesuffix("_total")
+        return f"# HELP {name} {escape_help(self.help)}\n# TYPE {name} {self.type}\n".encode()
 
 
 @dataclass(frozen=True)
@@ -191,9 +195,10 @@ class _GroupState:
 
     def __init__(self, group: FamilyGroup[Any]) -> None:
         self.group = group
-        self.headers = [family.header() for family in group.families]
-        self.deflated_headers = [deflate_segment(header) for header in self.headers]
-        self.header_crcs = [zlib.crc32(header) for header in self.headers]
+        # Per format (index 0: Prometheus text, 1: OpenMetrics), each family's header, deflated and CRC-32.
+        self.headers = [[family.header(bool(om)) for family in group.families] for om in (0, 1)]
+        self.deflated_headers = [[deflate_segment(header) for header in headers] for headers in self.headers]
+        self.header_crcs = [[zlib.crc32(header) for header in headers] for headers in self.headers]
         families = len(group.families)
         self.slots: list[dict[tuple[str, str], int]] = [{} for _ in range(CELLS)]
         """Per cell, each object's slot in the cell's columns."""
@@ -420,13 +425,14 @@ class Store:
             if not self.scrapes and self.pending():
                 self._changed()
 
-    def parts(self, suffix: bytes = b"") -> list[bytes]:
-        """The exposition as pieces to write in order: every family's header and samples (a family with no
-        samples is left out), then `suffix`. Pieces are immutable, so later changes cannot tear a scrape."""
+    def parts(self, suffix: bytes = b"", openmetrics: bool = False) -> list[bytes]:
+        """The exposition as pieces to write in order: every family's header (as the format names it) and
+        samples (a family with no samples is left out), then `suffix`. Pieces are immutable, so later changes
+        cannot tear a scrape."""
         self.join_changed()
         out: list[bytes] = []
         for state in self._states:
-            for header, texts in zip(state.headers, state.texts, strict=True):
+            for header, texts in zip(state.headers[openmetrics], state.texts, strict=True):
                 samples = list(filter(None, texts))
                 if samples:
                     out.append(header)
@@ -435,11 +441,11 @@ class Store:
             out.append(suffix)
         return out
 
-    def render(self, suffix: bytes = b"") -> bytes:
-        """`parts(suffix)` joined."""
-        return b"".join(self.parts(suffix))
+    def render(self, suffix: bytes = b"", openmetrics: bool = False) -> bytes:
+        """`parts(suffix, openmetrics)` joined."""
+        return b"".join(self.parts(suffix, openmetrics))
 
-    def gzip_parts(self, suffix: bytes = b"") -> list[bytes]:
+    def gzip_parts(self, suffix: bytes = b"", openmetrics: bool = False) -> list[bytes]:
         """`parts(suffix)` as the pieces of one gzip member, from the cached deflated pieces; the trailer's
         CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
         self.join_changed()
@@ -449,10 +455,10 @@ class Store:
         crc = 0
         size = 0
         for state in self._states:
-            for position, header in enumerate(state.headers):
+            for position, header in enumerate(state.headers[openmetrics]):
                 family_crc, family_size = state.checksums[position].root()
                 if family_size:
-                    segments.append(state.deflated_headers[position])
+                    segments.append(state.deflated_headers[openmetrics][position])
                     body = state.bodies[position]
                     # A family changed since its pieces were last joined goes piece by piece (the writer
                     # joins them anyway); joining them here too would copy them twice.
@@ -460,7 +466,7 @@ class Store:
                         segments.extend(state.deflated[position])
                     else:
                         segments.append(body)
-                    crc = _combine(crc, size, state.header_crcs[position], len(header))
+                    crc = _combine(crc, size, state.header_crcs[openmetrics][position], len(header))
                     size += len(header)
                     crc = _combine(crc, size, family_crc, family_size)
                     size += family_size
@@ -472,6 +478,6 @@ class Store:
         segments.append(struct.pack("<II", crc, size & 0xFFFFFFFF))
         return segments
 
-    def render_gzip(self, suffix: bytes = b"") -> bytes:
-        """`gzip_parts(suffix)` joined."""
-        return b"".join(self.gzip_parts(suffix))
+    def render_gzip(self, suffix: bytes = b"", openmetrics: bool = False) -> bytes:
+        """`gzip_parts(suffix, openmetrics)` joined."""
+        return b"".join(self.gzip_parts(suffix, openmetrics))

@@ -3,11 +3,16 @@ request id, a retry policy that honours Retry-After, and redirects that never le
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import email.utils
 import json
 import math
+import re
 import ssl
 import time
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +35,17 @@ USER_AGENT = "lenses-hq-exporter"
 
 RETRYABLE_REASONS = frozenset({"timeout", "connect", "network", "http_5xx", "http_429"})
 
+MAX_ERROR_BODY = 65536
+"""An error body larger than this is not parsed for its error object (nor a listing for its request id)."""
+MAX_REQUEST_ID = 200
+MAX_UPSTREAM_TYPE = 64
+MAX_UPSTREAM_TITLE = 200
+_TYPE_CHARACTERS = re.compile(r"[^A-Za-z0-9_.:-]+")
+
 
 class UpstreamError(Exception):
-    """A failed upstream call: a short bounded `reason`, the HTTP status and the upstream's request id."""
+    """A failed upstream call: a short bounded `reason`, the HTTP status, the upstream's request id and, when
+    its error body said, its own error type and title."""
 
     def __init__(
         self,
@@ -43,6 +56,8 @@ class UpstreamError(Exception):
         status: int | None = None,
         request_id: str = "",
         retry_after: float | None = None,
+        upstream_type: str = "",
+        upstream_title: str = "",
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -51,6 +66,10 @@ class UpstreamError(Exception):
         self.status = status
         self.request_id = request_id
         self.retry_after = retry_after
+        self.upstream_type = upstream_type
+        """The upstream's own error type (HQ `type`, Confluent `errors[].code`): a bounded token."""
+        self.upstream_title = upstream_title
+        """The upstream's own words (HQ `title`, Confluent `errors[].detail`): cleaned and cut."""
 
     @property
     def retryable(self) -> bool:
@@ -58,13 +77,19 @@ class UpstreamError(Exception):
         return self.reason in RETRYABLE_REASONS
 
     def log_fields(self) -> dict[str, Any]:
-        """Fields for a log line: endpoint, status, request id, reason."""
-        return {
+        """Fields for a log line: endpoint, status, request id, reason, and the upstream's own error type
+        and title when it gave them."""
+        fields: dict[str, Any] = {
             "endpoint": self.endpoint,
             "status": self.status,
             "request_id": self.request_id,
             "reason": self.reason,
         }
+        if self.upstream_type:
+            fields["upstream_type"] = self.upstream_type
+        if self.upstream_title:
+            fields["upstream_title"] = self.upstream_title
+        return fields
 
     def __repr__(self) -> str:
         return f"UpstreamError({self.reason!r}, {self.message!r}, status={self.status})"
@@ -118,20 +143,81 @@ def _seconds(text: str) -> float | None:
     return None if math.isnan(seconds) else min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def request_id_of(response: httpx.Response, body: bytes = b"") -> str:
-    """The upstream's request id: the X-Request-Id header, else a JSON error body's `request_id`."""
+def request_id_of(response: httpx.Response, body: bytes = b"", error: dict[str, Any] | None = None) -> str:
+    """The upstream's request id: the X-Request-Id header, else a JSON error body's `request_id` (HQ) or
+    `errors[0].id` (Confluent); cleaned of control characters and cut, as it is printed and logged."""
     header: str = response.headers.get("x-request-id", "")
     if header:
-        return header[:200]
-    if body and body.lstrip()[:1] == b"{":
-        try:
-            decoded = json.loads(body)
-        except ValueError:
-            return ""
-        found = decoded.get("request_id") if isinstance(decoded, dict) else None
-        if isinstance(found, str):
-            return found[:200]
-    return ""
+        return clean_text(header, MAX_REQUEST_ID)
+    decoded = error if error is not None else error_object(body)
+    if decoded is None:
+        return ""
+    found = decoded.get("request_id")
+    if found is None:
+        found = _first_error(decoded).get("id")
+    return clean_text(found, MAX_REQUEST_ID)
+
+
+def error_object(body: bytes) -> dict[str, Any] | None:
+    """A JSON object from an (error) body, or None: bodies over `MAX_ERROR_BODY` are not parsed, and
+    neither malformed JSON nor a nesting bomb (RecursionError) raises."""
+    if not body or len(body) > MAX_ERROR_BODY or body.lstrip()[:1] != b"{":
+        return None
+    try:
+        decoded = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return decoded if isinstance(decoded, dict) else None
+
+
+def _first_error(decoded: dict[str, Any]) -> dict[str, Any]:
+    errors = decoded.get("errors")
+    first = errors[0] if isinstance(errors, list) and errors else None
+    return first if isinstance(first, dict) else {}
+
+
+def upstream_reason(decoded: dict[str, Any] | None) -> tuple[str, str]:
+    """The upstream's own (type, title) from an error object: HQ's `type` and `title`, or Confluent's first
+    `errors[]` entry's `code` and `detail` (else its `title`); empty strings where absent."""
+    if decoded is None:
+        return "", ""
+    if "errors" in decoded:
+        entry = _first_error(decoded)
+        kind, title = entry.get("code"), entry.get("detail") or entry.get("title")
+    else:
+        kind, title = decoded.get("type"), decoded.get("title")
+    token = _TYPE_CHARACTERS.sub("_", clean_text(kind, MAX_UPSTREAM_TYPE)).strip("_")
+    return token[:MAX_UPSTREAM_TYPE], clean_text(title, MAX_UPSTREAM_TITLE)
+
+
+def clean_text(value: Any, limit: int) -> str:
+    """Upstream text fit for a log line, a page or a terminal: control and format characters (newlines,
+    escapes, bidirectional overrides) become spaces, runs of spaces one, and the result is cut to `limit`
+    characters; anything but a string is ''."""
+    if not isinstance(value, str):
+        return ""
+    visible = "".join(
+        " " if unicodedata.category(character)[0] == "C" else character for character in value[: limit * 2]
+    )
+    text = " ".join(visible.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _redacted(text: str, response: httpx.Response) -> str:
+    """`text` without the credentials the request carried (an upstream may echo them in an error)."""
+    try:
+        header = response.request.headers.get("authorization", "")
+    except RuntimeError:  # a response built without its request
+        return text
+    scheme, _, value = header.partition(" ")
+    secrets = [value]
+    if scheme.lower() == "basic":
+        with contextlib.suppress(binascii.Error, UnicodeDecodeError):
+            secrets += base64.b64decode(value, validate=True).decode("utf-8").split(":", 1)
+    for secret in sorted(secrets, key=len, reverse=True):
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
 
 
 def reason_for_status(status: int) -> str:
@@ -233,16 +319,23 @@ async def _fetch(
 
 
 def http_error(endpoint: str, response: httpx.Response, body: bytes = b"") -> UpstreamError:
-    """An error answer (4xx/5xx) as an `UpstreamError` with its request id and, for 429 and 503, the wait
-    the upstream asked for."""
+    """An error answer (4xx/5xx) as an `UpstreamError` with its request id, the upstream's own error type
+    and title when the body has an error object (in the message too, so logs, the landing page and
+    `check --connect` show why), and, for 429 and 503, the wait the upstream asked for."""
     status = response.status_code
+    decoded = error_object(body)
+    upstream_type, title = upstream_reason(decoded)
+    upstream_type, title = _redacted(upstream_type, response), _redacted(title, response)
+    message = f"{endpoint}: HTTP {status}" + "".join(f": {part}" for part in (upstream_type, title) if part)
     return UpstreamError(
         reason_for_status(status),
-        f"{endpoint}: HTTP {status}",
+        message,
         endpoint=endpoint,
         status=status,
-        request_id=request_id_of(response, body),
+        request_id=_redacted(request_id_of(response, body, decoded), response),
         retry_after=parse_retry_after(response.headers) if status in (429, 503) else None,
+        upstream_type=upstream_type,
+        upstream_title=title,
     )
 
 

@@ -82,9 +82,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     )
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
         response.headers["Content-Encoding"] = "gzip"
-        parts = store.gzip_parts(suffix)
+        parts = store.gzip_parts(suffix, openmetrics_format)
     else:
-        parts = store.parts(suffix)
+        parts = store.parts(suffix, openmetrics_format)
     response.content_length = sum(map(len, parts))
     with store.serving():
         await response.prepare(request)

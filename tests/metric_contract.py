@@ -15,7 +15,7 @@ from exporter.lenses import metrics as lenses_metrics
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")
 PREFIXED = re.compile(r"\b((?:lenses|confluent|process|python)_[a-zA-Z0-9_:]+)")
-PROMETHEUS_SERIES = {"up"}
+PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_timeout_seconds"}
 
 
 def lenses_names() -> set[str]:

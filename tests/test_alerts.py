@@ -84,7 +84,71 @@ def test_the_required_alerts_exist() -> None:
         "LensesHQExporterInstanceDown",
         "LensesHQFlinkAgentLeftRunning",
         "LensesHQFlinkAgentUnknownPhase",
+        "LensesHQAgentConnectivityUnknown",
+        "LensesHQAgentFlapping",
+        "LensesHQExporterDroppingObjects",
     } <= names
+
+
+def test_upstream_down_pages_like_exporter_absent() -> None:
+    severities = {
+        rule["labels"]["severity"]
+        for rule in alert_rules()
+        if rule["alert"] == "LensesHQExporterUpstreamDown"
+    }
+    assert "critical" in severities
+    absent = next(rule for rule in alert_rules() if rule["alert"] == "LensesHQExporterAbsent")
+    assert absent["labels"]["severity"] == "critical"
+
+
+NON_PRODUCTION_CASE = """
+rule_files:
+  - rules.yml
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'lenses_hq_exporter_up{job="lenses-hq-exporter", source="confluent", target="dev"}'
+        values: '0x20'
+      - series: 'lenses_hq_exporter_up{job="lenses-hq-exporter", source="confluent", target="prod"}'
+        values: '0x20'
+      - series: 'lenses_hq_exporter_up{job="lenses-hq-exporter", source="lenses", target="dev"}'
+        values: '0x20'
+    alert_rule_test:
+      - eval_time: 15m
+        alertname: LensesHQExporterUpstreamDown
+        exp_alerts:
+          - exp_labels: {severity: warning, source: confluent, target: dev}
+            exp_annotations: &annotations
+              summary: The exporter cannot sync an upstream; its series are frozen.
+              description: DESCRIPTION
+              runbook_url: RUNBOOK
+          - exp_labels: {severity: critical, source: confluent, target: prod}
+          - exp_labels: {severity: critical, source: lenses, target: dev}
+"""
+
+
+def test_a_non_production_confluent_target_down_is_a_warning(tmp_path: Path) -> None:
+    settings = AlertSettings().replace(non_production_targets="dev|stg")
+    (tmp_path / "rules.yml").write_text(render(settings))
+    case = yaml.safe_load(NON_PRODUCTION_CASE)
+    expected = case["tests"][0]["alert_rule_test"][0]["exp_alerts"]
+    rule = next(
+        rule for rule in rule_file(settings)["groups"][2]["rules"] if rule["alert"].endswith("UpstreamDown")
+    )
+    for alert in expected:
+        labels = alert["exp_labels"]
+        alert["exp_annotations"] = {
+            "summary": rule["annotations"]["summary"],
+            "description": rule["annotations"]["description"]
+            .replace("{{ $labels.source }}", labels["source"])
+            .replace("{{ $labels.target }}", labels["target"])
+            .replace("{{ $value }}", "0"),
+            "runbook_url": rule["annotations"]["runbook_url"],
+        }
+    (tmp_path / "case.yml").write_text(yaml.safe_dump(case))
+    result = run(require_binary("promtool"), "test", "rules", str(tmp_path / "case.yml"))
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_rules_are_well_formed() -> None:
@@ -108,7 +172,7 @@ def test_rules_are_well_formed() -> None:
 def test_every_selector_uses_the_job_selector_and_aggregates_instances_away() -> None:
     # Each selector sits directly in an aggregation `by (...)` (or absent()), possibly through a range
     # function: two replicas under one job, or shards, then yield one alert, not one per instance.
-    wrapped = re.compile(r"(?:\bby \([^)]*\) \(|\babsent\()(?:(?:rate|max_over_time)\()?$")
+    wrapped = re.compile(r"(?:\bby \([^)]*\) \(|\babsent\()\s*(?:(?:rate|increase|max_over_time)\()?$")
     for rule in alert_rules():
         expr = rule["expr"]
         selectors = list(re.finditer(r"[a-z_]+\{([^}]*)\}", expr))

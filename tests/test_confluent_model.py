@@ -92,6 +92,10 @@ def test_full_agent_renders_every_family() -> None:
         "(Unix seconds).\n"
         "# TYPE confluent_flink_agent_updated_timestamp_seconds gauge\n"
         f"confluent_flink_agent_updated_timestamp_seconds{{{COMMON}}} 1761379200.5\n"
+        "# HELP confluent_flink_agent_phase_changes_total Changes of the agent's phase seen between two "
+        "polls since the exporter first saw the agent.\n"
+        "# TYPE confluent_flink_agent_phase_changes_total counter\n"
+        f"confluent_flink_agent_phase_changes_total{{{COMMON}}} 0\n"
     )
 
 
@@ -142,6 +146,13 @@ def test_missing_or_wrongly_typed_fields_drop_only_their_series(
 
 def test_bare_agent_keeps_its_info_series_with_empty_labels() -> None:
     samples = parse_samples(exposition({"name": "bare"}))
+    common = {
+        "organization_id": ORGANIZATION,
+        "environment_id": "env-abc123",
+        "kafka_cluster_id": "",
+        "agent": "bare",
+        "tier": "production",
+    }
     assert [(s.name, s.labels) for s in samples] == [
         (
             "confluent_flink_agent_info",
@@ -154,7 +165,8 @@ def test_bare_agent_keeps_its_info_series_with_empty_labels() -> None:
                 "model": "",
                 "uid": "",
             },
-        )
+        ),
+        ("confluent_flink_agent_phase_changes_total", common),
     ]
 
 

@@ -434,7 +434,7 @@ async def test_a_deleted_agent_loses_every_series_after_the_next_poll() -> None:
         async with exporter(target) as running:
             await synced(running, target)
             samples = await running.samples()
-            assert len([s for s in samples if s.labels.get("agent") == "doomed-agent"]) == 8
+            assert len([s for s in samples if s.labels.get("agent") == "doomed-agent"]) == 9
             world.delete_agent(target.environment_id, "doomed-agent")
 
             async def gone() -> bool:

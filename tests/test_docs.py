@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+import yaml
 
 from exporter import docs
 
@@ -27,3 +30,18 @@ def test_every_metric_of_the_contract_is_documented() -> None:
         "lenses_hq_exporter_sse_events_total",
     ):
         assert f"`{name}`" in text, name
+
+
+def test_every_documented_scrape_config_honours_the_exporters_labels() -> None:
+    # `environment` and `tier` collide with target labels many teams set; without honor_labels Prometheus
+    # renames the exporter's to `exported_environment` and every dashboard and alert loses them.
+    blocks = [
+        block
+        for path in (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
+        for block in re.findall(r"```ya?ml\n(.*?)```", path.read_text(encoding="utf-8"), flags=re.DOTALL)
+        if "job_name" in block
+    ]
+    assert blocks, "no scrape config documented"
+    for block in blocks:
+        for job in yaml.safe_load(block)["scrape_configs"]:
+            assert job.get("honor_labels") is True, job

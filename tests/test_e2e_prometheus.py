@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from exporter.secrets import Secret
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.dashboard_queries import load, queries, substitute
-from tests.support import eventually, free_port, require_binary
+from tests.support import eventually, find, free_port, require_binary, scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -88,9 +89,9 @@ async def wait_ready(client: httpx.AsyncClient, what: str) -> None:
     await eventually(ready, timeout=DEADLINE, interval=0.05, what=f"{what} to be ready")
 
 
-def exporter_settings(simulator: Simulator) -> Settings:
-    """Lenses (with the kafka-connections poll) and every Confluent environment of the simulator, plus a
-    Confluent target that does not exist, so the exporter has one upstream down."""
+def exporter_settings(simulator: Simulator, *, healthy: bool = False) -> Settings:
+    """Lenses (with the kafka-connections poll) and every Confluent environment of the simulator, plus
+    (unless `healthy`) a Confluent target that does not exist, so the exporter has one upstream down."""
     world = simulator.world
     targets = [
         ConfluentTarget(
@@ -105,16 +106,20 @@ def exporter_settings(simulator: Simulator) -> Settings:
         )
         for index, environment_id in enumerate(world.confluent_environment_ids)
     ]
-    targets.append(
-        ConfluentTarget(
-            name="flink-missing",
-            url=simulator.url,
-            organization_id=world.organization_id,
-            environment_id="env-missing",
-            api_key=Secret(API_KEY),
-            api_secret=Secret(API_SECRET),
-            poll_interval=1.0,
-        )
+    targets += (
+        []
+        if healthy
+        else [
+            ConfluentTarget(
+                name="flink-missing",
+                url=simulator.url,
+                organization_id=world.organization_id,
+                environment_id="env-missing",
+                api_key=Secret(API_KEY),
+                api_secret=Secret(API_SECRET),
+                poll_interval=1.0,
+            )
+        ]
     )
     return Settings(
         web=WebSettings(listen_address="127.0.0.1:0"),
@@ -141,8 +146,10 @@ def alertmanager_config(webhook: str) -> dict[str, Any]:
 
 
 @contextlib.asynccontextmanager
-async def running_stack(tmp_path: Path, rules: str) -> AsyncIterator[Stack]:
-    """Simulator, exporter, webhook, Alertmanager and Prometheus on free loopback ports."""
+async def running_stack(tmp_path: Path, rules: str, *, healthy: bool = False) -> AsyncIterator[Stack]:
+    """Simulator, exporter, webhook, Alertmanager and Prometheus on free loopback ports. Prometheus scrapes
+    the exporter as the README says (`honor_labels: true`), with target labels `environment` and `tier` of
+    its own, as many teams set on every job."""
     prometheus_binary = require_binary("prometheus")
     alertmanager_binary = require_binary("prometheus-alertmanager")
     options = SimulatorOptions(
@@ -158,7 +165,7 @@ async def running_stack(tmp_path: Path, rules: str) -> AsyncIterator[Stack]:
     )
     async with contextlib.AsyncExitStack() as stack:
         simulator = await stack.enter_async_context(Simulator(options, host="127.0.0.1", port=0))
-        exporter = Exporter(exporter_settings(simulator))
+        exporter = Exporter(exporter_settings(simulator, healthy=healthy))
         await exporter.start()
         stack.push_async_callback(exporter.stop)
 
@@ -191,7 +198,16 @@ async def running_stack(tmp_path: Path, rules: str) -> AsyncIterator[Stack]:
                 "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{alertmanager_port}"]}]}]
             },
             "scrape_configs": [
-                {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{exporter.port}"]}]}
+                {
+                    "job_name": JOB,
+                    "honor_labels": True,
+                    "static_configs": [
+                        {
+                            "targets": [f"127.0.0.1:{exporter.port}"],
+                            "labels": {"environment": "monitoring", "tier": "platform"},
+                        }
+                    ],
+                }
             ],
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
@@ -202,6 +218,7 @@ async def running_stack(tmp_path: Path, rules: str) -> AsyncIterator[Stack]:
             f"--config.file={tmp_path / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp_path / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{prometheus_port}",
+            "--enable-feature=extra-scrape-metrics",  # scrape_timeout_seconds, for the scrape panel
         )
         prometheus = await stack.enter_async_context(
             httpx.AsyncClient(base_url=f"http://127.0.0.1:{prometheus_port}", timeout=10.0)
@@ -227,6 +244,23 @@ async def query(prometheus: httpx.AsyncClient, expr: str, *, instant: bool = Tru
     return result
 
 
+async def flap_once(stack: Stack, environment: str) -> None:
+    """The environment's agent disconnects and, once the exporter has seen it, connects again."""
+    url = f"http://127.0.0.1:{stack.exporter.port}/metrics"
+    async with httpx.AsyncClient(timeout=10.0) as client:
+
+        async def connected_is(value: float) -> bool:
+            samples = await scrape(client, url)
+            return [
+                s.value for s in find(samples, "lenses_environment_agent_connected", environment=environment)
+            ] == [value]
+
+        await eventually(lambda: connected_is(1), timeout=DEADLINE, what=f"{environment} connected")
+        stack.simulator.world.disconnect_agent(environment)
+        await eventually(lambda: connected_is(0), timeout=DEADLINE, what=f"{environment} disconnected")
+        stack.simulator.world.connect_agent(environment)
+
+
 def connected_environment(simulator: Simulator, tier: str | None = None) -> str:
     """A connected environment (of a tier, when given)."""
     world = simulator.world
@@ -234,6 +268,65 @@ def connected_environment(simulator: Simulator, tier: str | None = None) -> str:
         if world.connected(name) and (tier is None or world.environment(name)["tier"] == tier):
             return name
     raise AssertionError(f"the simulated world has no connected {tier or ''} environment")
+
+
+def dashboard_queries(environment: str) -> tuple[dict[str, tuple[str, bool]], dict[str, str]]:
+    """Every panel query of every dashboard, its variables substituted, (expr, instant) by a description;
+    and every query variable's definition by a description."""
+    pending: dict[str, tuple[str, bool]] = {}
+    variables: dict[str, str] = {}
+    for name, model in load().items():
+        values = {
+            "__rate_interval": RATE_INTERVAL,
+            "job": JOB,
+            "tier": ".*",
+            "instance": ".+",
+            # The environment dashboard shows one environment; elsewhere the variable is multi-valued.
+            "environment": environment if name == "lenses-hq-environment.json" else ".*",
+        }
+        for title, target in queries(model):
+            expr = substitute(target["expr"], values)
+            pending[f"{name} / {title} / {target['refId']}: {expr}"] = (expr, bool(target.get("instant")))
+        for variable in model["templating"]["list"]:
+            if variable["type"] == "query":
+                definition = substitute(variable["query"]["query"], values)
+                variables[f"{name} / ${variable['name']}: {definition}"] = definition
+    return pending, variables
+
+
+async def every_query_returns_data(
+    prometheus: httpx.AsyncClient, pending: dict[str, tuple[str, bool]]
+) -> None:
+    """Poll until every query has returned data at least once; fail listing those that never did."""
+
+    async def every_query_has_data() -> bool:
+        for key, (expr, instant) in list(pending.items()):
+            if await query(prometheus, expr, instant=instant):
+                del pending[key]
+        return not pending
+
+    try:
+        await eventually(every_query_has_data, timeout=DEADLINE, interval=0.5, what="panel data")
+    except pytest.fail.Exception:
+        pytest.fail("panels whose query returned no data:\n" + "\n".join(sorted(pending)))
+
+
+async def test_every_panel_returns_data_on_a_healthy_world(tmp_path: Path) -> None:
+    # No fault injected and every target up: a healthy system shows 0 where nothing went wrong, never
+    # "No data"; and the exporter's own `environment`/`tier` survive the target labels of the same names.
+    async with running_stack(tmp_path, RULE_FILE.read_text(), healthy=True) as stack:
+        environment = connected_environment(stack.simulator)
+        # The demo world's agents come and go: the environment shown has had one such change, which its
+        # "last connectivity change" panel exists to show.
+        await flap_once(stack, environment)
+        pending, _ = dashboard_queries(environment)
+        await every_query_returns_data(stack.prometheus, pending)
+        names = {
+            series["metric"]["environment"]
+            for series in await query(stack.prometheus, f'lenses_environment_info{{job="{JOB}"}}')
+        }
+        assert names == set(stack.simulator.world.environments)
+        assert not await query(stack.prometheus, '{__name__=~".+", exported_environment!=""}')
 
 
 async def test_every_dashboard_query_and_variable_returns_data(tmp_path: Path) -> None:
@@ -247,36 +340,9 @@ async def test_every_dashboard_query_and_variable_returns_data(tmp_path: Path) -
         faults.script(429, api="confluent", headers={"Retry-After": "0"}, count=3)
         faults.sse_drop_interval = 1.0
         environment = connected_environment(stack.simulator)
-
-        pending: dict[str, tuple[str, bool]] = {}
-        variables: dict[str, str] = {}
-        for name, model in load().items():
-            values = {
-                "__rate_interval": RATE_INTERVAL,
-                "job": JOB,
-                "tier": ".*",
-                "instance": ".+",
-                # The environment dashboard shows one environment; elsewhere the variable is multi-valued.
-                "environment": environment if name == "lenses-hq-environment.json" else ".*",
-            }
-            for title, target in queries(model):
-                expr = substitute(target["expr"], values)
-                pending[f"{name} / {title} / {target['refId']}: {expr}"] = (expr, bool(target.get("instant")))
-            for variable in model["templating"]["list"]:
-                if variable["type"] == "query":
-                    definition = substitute(variable["query"]["query"], values)
-                    variables[f"{name} / ${variable['name']}: {definition}"] = definition
-
-        async def every_query_has_data() -> bool:
-            for key, (expr, instant) in list(pending.items()):
-                if await query(stack.prometheus, expr, instant=instant):
-                    del pending[key]
-            return not pending
-
-        try:
-            await eventually(every_query_has_data, timeout=DEADLINE, interval=0.5, what="panel data")
-        except pytest.fail.Exception:
-            pytest.fail("panels whose query returned no data:\n" + "\n".join(sorted(pending)))
+        await flap_once(stack, environment)
+        pending, variables = dashboard_queries(environment)
+        await every_query_returns_data(stack.prometheus, pending)
 
         for key, definition in variables.items():
             selector, label = definition.removeprefix("label_values(").removesuffix(")").rsplit(", ", 1)
@@ -329,3 +395,45 @@ async def test_disconnecting_an_agent_delivers_its_alert_to_the_webhook(tmp_path
         assert alert["labels"]["tier"] == "production"
         assert environment in alert["annotations"]["description"]
         assert alert["annotations"]["runbook_url"].endswith("#lenseshqagentdisconnected")
+
+
+async def test_a_burst_of_flaps_delivers_the_flapping_alert_to_the_webhook(tmp_path: Path) -> None:
+    # The shipped rules with a short window and `for`: three disconnect/connect pairs, each far shorter than
+    # a scrape interval, so Prometheus never sees agent_connected at 0; only the counter tells.
+    rules = render(AlertSettings(agent_flapping_window="1m", agent_flapping_for="1s"))
+    async with running_stack(tmp_path, rules) as stack:
+        environment = connected_environment(stack.simulator, tier="production")
+        selector = f'lenses_environment_agent_disconnects_total{{job="{JOB}", environment="{environment}"}}'
+
+        async def counter_scraped() -> bool:
+            return bool(await query(stack.prometheus, f"{selector} == 0"))
+
+        await eventually(counter_scraped, timeout=DEADLINE, what=f"{environment}'s disconnects at 0")
+
+        def flapping_alerts() -> list[tuple[str, dict[str, Any]]]:
+            return [
+                (path, alert)
+                for path, alert in stack.webhook.alerts()
+                if alert["labels"]["alertname"] == "LensesHQAgentFlapping" and alert["status"] == "firing"
+            ]
+
+        assert flapping_alerts() == []
+        for _ in range(3):
+            stack.simulator.world.disconnect_agent(environment)
+            stack.simulator.world.connect_agent(environment)
+
+        async def delivered() -> list[tuple[str, dict[str, Any]]]:
+            return flapping_alerts()
+
+        (path, alert), *others = await eventually(delivered, timeout=DEADLINE, what="the flapping alert")
+        assert path == "/chat-production", "a production warning routes to the production chat"
+        assert alert["labels"]["environment"] == environment
+        assert alert["labels"]["severity"] == "warning"
+        # increase() extrapolates a little over a short history: at least the three seen.
+        count = re.search(r"disconnected (\d+) times", alert["annotations"]["description"])
+        assert count and int(count.group(1)) >= 3, alert["annotations"]["description"]
+        assert alert["annotations"]["runbook_url"].endswith("#lenseshqagentflapping")
+        assert all(other["labels"]["environment"] == environment for _, other in others)
+        assert not await query(
+            stack.prometheus, f'lenses_environment_agent_connected{{environment="{environment}"}} == 0'
+        )

@@ -292,3 +292,10 @@ def test_sharded_variant_differs_from_the_base_only_in_its_workload() -> None:
         assert base_container[key] == sharded_container[key], key
     assert base_pod["volumes"] == sharded_pod["volumes"]
     assert base_pod["securityContext"] == sharded_pod["securityContext"]
+
+
+def test_the_service_monitor_honours_the_exporters_labels(rendered: list[dict[str, Any]]) -> None:
+    # The exporter's `environment` and `tier` must win over target labels of the same name.
+    endpoints = one(rendered, "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoints
+    assert all(endpoint.get("honorLabels") is True for endpoint in endpoints), endpoints

@@ -60,9 +60,15 @@ lenses_environment_info{environment="text",tier="development",display_name="text
 # HELP lenses_environment_created_timestamp_seconds When the environment was created (Unix seconds).
 # TYPE lenses_environment_created_timestamp_seconds gauge
 lenses_environment_created_timestamp_seconds{environment="text",tier="development"} 1761323009.612
-# HELP lenses_environment_agent_connected 1 when the environment's agent is connected to HQ, else 0.
+# HELP lenses_environment_agent_connected 1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; absent when HQ reports no boolean (unknown is not disconnected).
 # TYPE lenses_environment_agent_connected gauge
 lenses_environment_agent_connected{environment="text",tier="development"} 1
+# HELP lenses_environment_agent_disconnects_total Changes from connected to disconnected the exporter saw (live stream or listings) since it first saw the environment.
+# TYPE lenses_environment_agent_disconnects_total counter
+lenses_environment_agent_disconnects_total{environment="text",tier="development"} 0
+# HELP lenses_environment_agent_connects_total Changes from disconnected to connected the exporter saw (live stream or listings) since it first saw the environment.
+# TYPE lenses_environment_agent_connects_total counter
+lenses_environment_agent_connects_total{environment="text",tier="development"} 0
 # HELP lenses_environment_agent_info The agent's hostname, version and protocol version; value 1.
 # TYPE lenses_environment_agent_info gauge
 lenses_environment_agent_info{environment="text",tier="development",hostname="text",version="text",protocol_version=""} 1
@@ -262,6 +268,9 @@ async def test_agent_disconnect_reaches_metrics_by_the_stream_alone(simulator: S
             "lenses_environment_info",
             "lenses_environment_created_timestamp_seconds",
             "lenses_environment_agent_connected",
+            "lenses_environment_agent_disconnects_total",
+            "lenses_environment_agent_connects_total",
+            "lenses_environment_agent_last_change_timestamp_seconds",
         }
         simulator.world.connect_agent(name)
 

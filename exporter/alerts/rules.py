@@ -37,6 +37,10 @@ class AlertSettings:
     runbook_url: str = RUNBOOK_URL
     production_tier: str = "production"
     agent_disconnected_for: str = "10m"
+    agent_connectivity_unknown_for: str = "10m"
+    agent_flapping_disconnects: float = 3
+    agent_flapping_window: str = "30m"
+    agent_flapping_for: str = "1m"
     agent_metrics_stale_seconds: float = 900
     agent_metrics_stale_for: str = "5m"
     agent_roundtrip_seconds: float = 1.0
@@ -45,6 +49,11 @@ class AlertSettings:
     kafka_brokers_for: str = "5m"
     issues_for: str = "30m"
     upstream_down_for: str = "10m"
+    non_production_targets: str = ""
+    """A regular expression of the Confluent target names configured with a non-production `tier`: their
+    UpstreamDown is a warning; every other target's pages (critical)."""
+    dropping_objects_window: str = "15m"
+    dropping_objects_for: str = "10m"
     stream_down_for: str = "15m"
     rate_limited_ratio: float = 0.1
     rate_limited_window: str = "10m"
@@ -62,6 +71,11 @@ class AlertSettings:
                 raise ValueError(f"{item.name}: expected a Prometheus duration like 5m, got {value!r}")
             if isinstance(value, float) and not value > 0:
                 raise ValueError(f"{item.name}: expected a number above 0, got {value!r}")
+        if '"' in self.non_production_targets or "\\" in self.non_production_targets:
+            raise ValueError(
+                "non_production_targets: expected a regular expression of target names without quotes "
+                f"or backslashes, got {self.non_production_targets!r}"
+            )
         if not self.job_selector.strip() or "{" in self.job_selector or "}" in self.job_selector:
             raise ValueError(
                 'job_selector: expected label matchers without braces, like job="x", '
@@ -144,6 +158,33 @@ class _Rules:
                 "A Lenses agent is disconnected from HQ.",
                 f"The agent of {where} has been disconnected from Lenses HQ for more than "
                 f"{s.agent_disconnected_for} (agent_connected = {{{{ $value }}}}).",
+            ),
+            self.alert(
+                "AgentConnectivityUnknown",
+                f"""
+max by (environment, tier) ({self.select("lenses_environment_info")})
+unless on (environment, tier)
+  max by (environment, tier) ({self.select("lenses_environment_agent_connected")})
+""",
+                s.agent_connectivity_unknown_for,
+                "warning",
+                "HQ does not say whether a Lenses agent is connected.",
+                f"Lenses HQ reports no boolean agent_connected for {where} (missing, null or another type) "
+                f"and has not for {s.agent_connectivity_unknown_for} (value {{{{ $value }}}}): "
+                "LensesHQAgentDisconnected cannot fire for it meanwhile.",
+            ),
+            self.alert(
+                "AgentFlapping",
+                f"""
+max by (environment, tier) (
+  increase({self.select("lenses_environment_agent_disconnects_total")}[{s.agent_flapping_window}])
+) >= {s.agent_flapping_disconnects:g}
+""",
+                s.agent_flapping_for,
+                "warning",
+                "A Lenses agent keeps disconnecting and coming back.",
+                f'The agent of {where} disconnected {{{{ $value | printf "%.0f" }}}} times in the last '
+                f"{s.agent_flapping_window} (threshold {s.agent_flapping_disconnects:g}), however briefly.",
             ),
             self.alert(
                 "AgentMetricsStale",
@@ -232,6 +273,11 @@ and on ({FLINK_LABELS})
         s = self.s
         failures = self.select("lenses_hq_exporter_upstream_request_failures_total", 'reason="http_429"')
         requests = self.select("lenses_hq_exporter_upstream_requests_total")
+        up_lenses = self.select("lenses_hq_exporter_up", 'source="lenses"')
+        pattern = s.non_production_targets
+        up_production = self.select("lenses_hq_exporter_up", f'source="confluent", target!~"{pattern}"')
+        up_non_production = self.select("lenses_hq_exporter_up", f'source="confluent", target=~"{pattern}"')
+        window = s.dropping_objects_window
         return [
             self.alert(
                 "ExporterAbsent",
@@ -253,15 +299,47 @@ and on ({FLINK_LABELS})
                 f"{s.exporter_instance_down_for} (up = {{{{ $value }}}}). A replica has others covering for "
                 "it; a shard's environments and agents go unwatched until it is back.",
             ),
+            *[
+                self.alert(
+                    "ExporterUpstreamDown",
+                    expr,
+                    s.upstream_down_for,
+                    severity,
+                    "The exporter cannot sync an upstream; its series are frozen.",
+                    "The exporter's last sync of {{ $labels.source }} target {{ $labels.target }} failed and "
+                    f"it has not succeeded for {s.upstream_down_for} (up = {{{{ $value }}}}): that target's "
+                    "series keep their last good values and its alerts cannot fire "
+                    "(see lenses_hq_exporter_last_error_info for why).",
+                )
+                for severity, expr in (
+                    (
+                        "critical",
+                        f"""
+max by (source, target) ({up_lenses}) == 0
+or
+max by (source, target) ({up_production}) == 0
+""",
+                    ),
+                    (
+                        "warning",
+                        f"max by (source, target) ({up_non_production}) == 0",
+                    ),
+                )
+            ],
             self.alert(
-                "ExporterUpstreamDown",
-                f"max by (source, target) ({self.select('lenses_hq_exporter_up')}) == 0",
-                s.upstream_down_for,
+                "ExporterDroppingObjects",
+                f"""
+max by (source, target) (increase({self.select("lenses_hq_exporter_invalid_objects_total")}[{window}])) > 0
+or
+max by (source, target) (increase({self.select("lenses_hq_exporter_invalid_fields_total")}[{window}])) > 0
+""",
+                s.dropping_objects_for,
                 "warning",
-                "The exporter cannot sync an upstream; its series are frozen.",
-                "The exporter's last sync of {{ $labels.source }} target {{ $labels.target }} failed and it "
-                f"has not succeeded for {s.upstream_down_for} (up = {{{{ $value }}}}): that target's series "
-                "keep their last good values and its alerts cannot fire.",
+                "The exporter is dropping upstream objects or fields it cannot decode.",
+                "The exporter dropped {{ $value }} undecodable objects or fields of {{ $labels.source }} "
+                f"target {{{{ $labels.target }}}} in the last {window}, for more than "
+                f"{s.dropping_objects_for}: the series they feed are missing (see "
+                "lenses_hq_exporter_invalid_fields_total by field, and the exporter's log).",
             ),
             self.alert(
                 "ExporterStreamDown",

@@ -46,6 +46,8 @@ class ListingError(UpstreamError):
             endpoint=ENDPOINT,
             status=cause.status if cause else None,
             request_id=cause.request_id if cause else request_id,
+            upstream_type=cause.upstream_type if cause else "",
+            upstream_title=cause.upstream_title if cause else "",
         )
         self.page = page
 

@@ -80,6 +80,13 @@ GROUP: FamilyGroup[FlinkAgent] = FamilyGroup(
             "When the agent was last updated (Unix seconds).",
             lambda agent: _one(agent.updated_at),
         ),
+        Family(
+            "confluent_flink_agent_phase_changes_total",
+            "Changes of the agent's phase seen between two polls since the exporter first saw the agent.",
+            (),
+            lambda agent: (((), agent.phase_changes),),
+            "counter",
+        ),
     ),
 )
 

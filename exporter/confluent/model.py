@@ -32,6 +32,8 @@ class FlinkAgent:
     tools: tuple[str, ...] | None
     created_at: float | None
     updated_at: float | None
+    phase_changes: int = 0
+    """Phase changes seen between polls since the agent was first seen (set by the poller)."""
 
     @property
     def key(self) -> str:

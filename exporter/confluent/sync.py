@@ -17,6 +17,7 @@ from exporter import memory
 from exporter.config import ConfluentSettings, ConfluentTarget
 from exporter.confluent import metrics
 from exporter.confluent.client import (
+    ENDPOINT,
     SOURCE,
     AgentListing,
     ConfluentClient,
@@ -24,7 +25,7 @@ from exporter.confluent.client import (
     connection_settings,
     http_client_for,
 )
-from exporter.confluent.model import InvalidAgent, decode_agent
+from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.health import Health, TargetStatus, Telemetry
 from exporter.sharding import Shard
 from exporter.store import Rendered, Store
@@ -74,6 +75,10 @@ class ConfluentSync:
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
         self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
+        if self.targets:
+            telemetry.start_endpoint(SOURCE, ENDPOINT)
+        for target in self.targets:
+            telemetry.start_target(SOURCE, target.name)
         # Targets with the same timeout, TLS and proxy share one httpx client: its connections are reused
         # across targets on the same regional endpoint, and fifty targets do not build fifty TLS contexts.
         self._http: dict[tuple[object, ...], httpx.AsyncClient] = {}
@@ -86,6 +91,8 @@ class ConfluentSync:
                 target, telemetry, http=self._http[key], sleep=self._wait_without_slot
             )
         self.last_listing: dict[str, AgentListing] = {}
+        self._phases: dict[str, dict[str, tuple[str | None, int]]] = {}
+        """Per target and agent key: the last known phase and the changes counted so far."""
         self._invalid_logged: dict[str, int] = {}
         self.rng = random.Random()
         self.start_step = START_STEP
@@ -140,6 +147,8 @@ class ConfluentSync:
         # What it took, without the raw agents (at ten thousand agents they would pin tens of megabytes).
         summary = self.last_listing[target.name] = dataclasses.replace(listing, items=[])
         rendered: dict[str, Rendered] = {}
+        previous_phases = self._phases.get(target.name, {})
+        phases: dict[str, tuple[str | None, int]] = {}
         invalid = 0
         for index, raw in enumerate(listing.items):
             if index % RENDER_BATCH == RENDER_BATCH - 1:
@@ -149,6 +158,7 @@ class ConfluentSync:
             except InvalidAgent:
                 invalid += 1
                 continue
+            agent = _with_phase_changes(agent, previous_phases.get(agent.key), phases)
             rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(target, agent))
         del listing  # the raw agents go before the store changes, so the new state reuses their memory
         if invalid:
@@ -164,6 +174,7 @@ class ConfluentSync:
                 request_ids=",".join(summary.request_ids[:10]),
             )
         self.store.replace(metrics.GROUP, target.name, rendered)
+        self._phases[target.name] = phases  # agents gone lose their count with their series
         agents = len(rendered)
         del rendered  # transient: not to be frozen, and its memory to be given back
         status.succeeded(time.monotonic() - started, agents)
@@ -185,3 +196,19 @@ class ConfluentSync:
         for http in self._http.values():
             with contextlib.suppress(Exception):
                 await http.aclose()
+
+
+def _with_phase_changes(
+    agent: FlinkAgent,
+    previous: tuple[str | None, int] | None,
+    phases: dict[str, tuple[str | None, int]],
+) -> FlinkAgent:
+    """The agent with its phase changes counted: a known phase other than the last known one is a change;
+    an unknown phase changes nothing. Records the agent's state in `phases`."""
+    last_known, changes = previous if previous is not None else (None, 0)
+    if agent.phase is not None:
+        if last_known is not None and agent.phase != last_known:
+            changes += 1
+        last_known = agent.phase
+    phases[agent.key] = (last_known, changes)
+    return dataclasses.replace(agent, phase_changes=changes) if changes else agent

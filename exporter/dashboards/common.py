@@ -206,8 +206,10 @@ def stat_panel(
     no_value: str = "0",
     graph: bool = False,
     text_name: bool = False,
+    calc: str = "lastNotNull",
 ) -> stat.Panel:
-    """A single number (the last value); `no_value` shows when the query matches nothing."""
+    """A single number (the last value, or another reduction: `delta` is a counter's increase over the
+    dashboard's time range, resets included); `no_value` shows when the query matches nothing."""
     panel = (
         stat.Panel()
         .title(title)
@@ -221,7 +223,7 @@ def stat_panel(
         .thresholds(thresholds(*steps))
         .color_mode(common.BigValueColorMode.VALUE)
         .graph_mode(common.BigValueGraphMode.AREA if graph else common.BigValueGraphMode.NONE)
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .reduce_options(common_builders.ReduceDataOptions().calcs([calc]).values(False))
     )
     if mappings:
         panel = panel.mappings(mappings)
@@ -238,8 +240,10 @@ def bargauge_panel(
     *,
     span: int = 8,
     height: int = 8,
+    calc: str = "lastNotNull",
 ) -> bargauge.Panel:
-    """Horizontal bars, one per series (counts by tier, phase, model, ...)."""
+    """Horizontal bars, one per series (counts by tier, phase, model, ...), each its last value or another
+    reduction (`delta`: a counter's increase over the time range)."""
     return (
         bargauge.Panel()
         .title(title)
@@ -254,7 +258,7 @@ def bargauge_panel(
         .display_mode(common.BarGaugeDisplayMode.BASIC)
         .show_unfilled(True)
         .thresholds(thresholds((None, BLUE)))
-        .reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]).values(False))
+        .reduce_options(common_builders.ReduceDataOptions().calcs([calc]).values(False))
     )
 
 

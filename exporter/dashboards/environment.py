@@ -139,6 +139,53 @@ def build() -> dashboard.Dashboard:
             )
         )
         .with_panel(
+            stat_panel(
+                "Disconnects",
+                "Agent disconnects over the dashboard's time range, every one the exporter saw on the live "
+                "stream or between listings, however short.",
+                "none",
+                query(f"{value('lenses_environment_agent_disconnects_total')} or vector(0)"),
+                steps=((None, GREEN), (1, AMBER), (3, RED)),
+                calc="delta",
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Last connectivity change",
+                "When the exporter last saw the agent connect or disconnect (since the exporter started).",
+                "dateTimeFromNow",
+                query(
+                    value("lenses_environment_agent_last_change_timestamp_seconds") + " * 1000", instant=True
+                ),
+                no_value="none seen",
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Connects and disconnects",
+                "Connectivity changes the exporter saw, per interval: disconnects and connects.",
+                "none",
+                [
+                    query(
+                        "sum by (environment) (increase(lenses_environment_agent_disconnects_total{"
+                        + FILTER
+                        + "}[$__rate_interval]))",
+                        "disconnects",
+                        ref="A",
+                    ),
+                    query(
+                        "sum by (environment) (increase(lenses_environment_agent_connects_total{"
+                        + FILTER
+                        + "}[$__rate_interval]))",
+                        "connects",
+                        ref="B",
+                    ),
+                ],
+                span=16,
+                height=4,
+            )
+        )
+        .with_panel(
             state_panel(
                 "Agent connection",
                 "The agent's connection to HQ over time.",

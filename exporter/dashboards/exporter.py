@@ -11,6 +11,7 @@ from exporter.dashboards.common import (
     RED,
     STREAM,
     UP,
+    Column,
     base,
     datasource_variable,
     job_variable,
@@ -19,6 +20,7 @@ from exporter.dashboards.common import (
     row,
     stat_panel,
     state_panel,
+    table_panel,
     timeseries_panel,
 )
 
@@ -70,7 +72,8 @@ def build() -> dashboard.Dashboard:
                 "replica.",
                 "none",
                 query(
-                    f"count(max by (source, target) ({select('lenses_hq_exporter_up')}) == 0)", instant=True
+                    f"count(max by (source, target) ({select('lenses_hq_exporter_up')}) == 0) or vector(0)",
+                    instant=True,
                 ),
                 steps=((None, GREEN), (1, RED)),
                 span=6,
@@ -110,6 +113,27 @@ def build() -> dashboard.Dashboard:
                 query(select("lenses_hq_exporter_up"), "{{instance}} {{source}}/{{target}}"),
                 UP,
                 span=24,
+            )
+        )
+        .with_panel(
+            table_panel(
+                "Why targets are down",
+                "Each target's state as of its last sync: `ok`, or why it failed (the bounded reason and the "
+                "upstream's own error type, e.g. HQ's forbidden or agent_not_connected, Confluent's "
+                "errors[].code). The landing page and the log add the upstream's own words.",
+                [
+                    Column(
+                        "State",
+                        "max by (instance, source, target, reason, upstream_type) "
+                        f"({select('lenses_hq_exporter_last_error_info')})\n"
+                        "or label_replace(max by (instance, source, target) "
+                        f'({select("lenses_hq_exporter_up")}) == 1, "reason", "ok", "", "")',
+                        hidden=True,
+                    ),
+                ],
+                keep=["instance", "source", "target", "reason", "upstream_type"],
+                rename={"upstream_type": "upstream error type"},
+                height=6,
             )
         )
         .with_row(row("Syncs"))
@@ -239,6 +263,31 @@ def build() -> dashboard.Dashboard:
                 span=8,
             )
         )
+        .with_row(row("Decoding"))
+        .with_panel(
+            timeseries_panel(
+                "Dropped by decoding",
+                "Upstream objects dropped whole (undecodable) and fields dropped from objects kept (a "
+                "non-boolean agent_connected, a negative count, ...), per interval. The series they feed are "
+                "missing; the exporter's log names them with the upstream's request id.",
+                "none",
+                [
+                    query(
+                        "sum by (source, target) "
+                        f"(increase({select('lenses_hq_exporter_invalid_objects_total')}[$__rate_interval]))",
+                        "{{source}}/{{target}} objects",
+                        ref="A",
+                    ),
+                    query(
+                        "sum by (source, target, field) "
+                        f"(increase({select('lenses_hq_exporter_invalid_fields_total')}[$__rate_interval]))",
+                        "{{source}}/{{target}} {{field}}",
+                        ref="B",
+                    ),
+                ],
+                span=24,
+            )
+        )
         .with_row(row("Process"))
         .with_panel(
             timeseries_panel(
@@ -259,6 +308,20 @@ def build() -> dashboard.Dashboard:
                 "Resident memory of each exporter process.",
                 "bytes",
                 [query(select("process_resident_memory_bytes"), "{{instance}}")],
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Scrape duration",
+                "How long Prometheus takes to scrape each exporter, against the scrape timeout (the timeout "
+                "line needs Prometheus' --enable-feature=extra-scrape-metrics). A scrape that reaches the "
+                "timeout is dropped whole: up goes to 0.",
+                "s",
+                [
+                    query(select("scrape_duration_seconds"), "{{instance}} scrape", ref="A"),
+                    query(select("scrape_timeout_seconds"), "{{instance}} timeout", ref="B"),
+                ],
+                span=24,
             )
         )
     )

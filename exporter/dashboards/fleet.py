@@ -39,6 +39,7 @@ def build() -> dashboard.Dashboard:
     """The fleet overview dashboard."""
     environments = per_environment("lenses_environment_info")
     connected = per_environment("lenses_environment_agent_connected")
+    disconnects = per_environment("lenses_environment_agent_disconnects_total")
     detail = (
         "/d/lenses-hq-environment?${datasource:queryparam}&${job:queryparam}"
         "&var-environment=${__data.fields.environment}&${__url_time_range}"
@@ -74,7 +75,7 @@ def build() -> dashboard.Dashboard:
                 "Environments",
                 "Environments known to Lenses HQ in the selected tiers.",
                 "none",
-                query(f"count({environments})", instant=True),
+                query(f"count({environments}) or vector(0)", instant=True),
             )
         )
         .with_panel(
@@ -82,7 +83,7 @@ def build() -> dashboard.Dashboard:
                 "Agents connected",
                 "Environments whose agent is connected to HQ right now.",
                 "none",
-                query(f"count({connected} == 1)", instant=True),
+                query(f"count({connected} == 1) or vector(0)", instant=True),
                 steps=((None, GREEN),),
             )
         )
@@ -92,7 +93,7 @@ def build() -> dashboard.Dashboard:
                 "Environments whose agent is not connected to HQ (including environments never given an "
                 "agent).",
                 "none",
-                query(f"count({connected} == 0)", instant=True),
+                query(f"count({connected} == 0) or vector(0)", instant=True),
                 steps=((None, GREEN), (1, RED)),
             )
         )
@@ -101,7 +102,7 @@ def build() -> dashboard.Dashboard:
                 "Issues",
                 "Issues reported by all agents together.",
                 "none",
-                query(f"sum({per_environment('lenses_environment_issues')})", instant=True),
+                query(f"sum({per_environment('lenses_environment_issues')}) or vector(0)", instant=True),
                 steps=((None, GREEN), (1, AMBER)),
             )
         )
@@ -110,7 +111,10 @@ def build() -> dashboard.Dashboard:
                 "Data in",
                 "Bytes per second produced into all the environments' Kafka clusters.",
                 "Bps",
-                query(f"sum({per_environment('lenses_environment_data_in_bytes_per_second')})", instant=True),
+                query(
+                    f"sum({per_environment('lenses_environment_data_in_bytes_per_second')}) or vector(0)",
+                    instant=True,
+                ),
             )
         )
         .with_panel(
@@ -147,6 +151,42 @@ def build() -> dashboard.Dashboard:
                 ],
                 span=16,
                 stacked=True,
+            )
+        )
+        .with_row(row("Connectivity"))
+        .with_panel(
+            stat_panel(
+                "Connectivity unknown",
+                "Environments for which HQ reports no boolean agent_connected (missing, null or another "
+                "type): neither connected nor disconnected, and no disconnect alert can fire for them.",
+                "none",
+                query(
+                    f"count({environments} unless on (environment, tier) {connected}) or vector(0)",
+                    instant=True,
+                ),
+                steps=((None, GREEN), (1, AMBER)),
+            )
+        )
+        .with_panel(
+            stat_panel(
+                "Agent disconnects",
+                "Disconnects of all agents over the dashboard's time range, every one the exporter saw on "
+                "the live stream or between listings, however short.",
+                "none",
+                query(f"sum({disconnects}) or vector(0)"),
+                steps=((None, GREEN), (1, AMBER)),
+                calc="delta",
+            )
+        )
+        .with_panel(
+            bargauge_panel(
+                "Disconnects by environment",
+                "Each environment's agent disconnects over the dashboard's time range: a flapping agent "
+                "stands out even when it was never down for a whole scrape interval.",
+                "none",
+                query(disconnects, "{{environment}}"),
+                span=16,
+                calc="delta",
             )
         )
         .with_row(row("Environments"))

@@ -72,7 +72,7 @@ def build() -> dashboard.Dashboard:
                 "Agents",
                 "Flink agents in the selected environments.",
                 "none",
-                query(f"count({agents})", instant=True),
+                query(f"count({agents}) or vector(0)", instant=True),
                 span=8,
             )
         )
@@ -81,7 +81,7 @@ def build() -> dashboard.Dashboard:
                 "Running",
                 "Agents in phase RUNNING (running in a statement).",
                 "none",
-                query(f"count({running} == 1)", instant=True),
+                query(f"count({running} == 1) or vector(0)", instant=True),
                 steps=((None, GREEN),),
                 span=8,
             )
@@ -91,7 +91,7 @@ def build() -> dashboard.Dashboard:
                 "Other phases",
                 "Agents in a phase other than READY or RUNNING.",
                 "none",
-                query(f"count({unknown} == 1)", instant=True),
+                query(f"count({unknown} == 1) or vector(0)", instant=True),
                 steps=((None, GREEN), (1, AMBER)),
                 span=8,
             )
@@ -134,8 +134,17 @@ def build() -> dashboard.Dashboard:
                 "Agents in each phase over time.",
                 "none",
                 [query(f"sum by (phase) ({phases})", "{{phase}}")],
-                span=24,
+                span=16,
                 stacked=True,
+            )
+        )
+        .with_panel(
+            bargauge_panel(
+                "Phase changes",
+                "Each agent's phase changes over the dashboard's time range (seen between two polls).",
+                "none",
+                query(per_agent("confluent_flink_agent_phase_changes_total"), "{{agent}}"),
+                calc="delta",
             )
         )
         .with_row(row("Agent list"))

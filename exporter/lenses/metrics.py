@@ -107,8 +107,30 @@ def build_group(
         ),
         _gauge(
             "lenses_environment_agent_connected",
-            "1 when the environment's agent is connected to HQ, else 0.",
-            lambda e: (((), 1 if e.agent_connected else 0),),
+            "1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; "
+            "absent when HQ reports no boolean (unknown is not disconnected).",
+            lambda e: () if e.agent_connected is None else (((), 1 if e.agent_connected else 0),),
+        ),
+        Family(
+            "lenses_environment_agent_disconnects_total",
+            "Changes from connected to disconnected the exporter saw (live stream or listings) since it "
+            "first saw the environment.",
+            (),
+            lambda e: (((), e.transitions.disconnects),),
+            "counter",
+        ),
+        Family(
+            "lenses_environment_agent_connects_total",
+            "Changes from disconnected to connected the exporter saw (live stream or listings) since it "
+            "first saw the environment.",
+            (),
+            lambda e: (((), e.transitions.connects),),
+            "counter",
+        ),
+        _gauge(
+            "lenses_environment_agent_last_change_timestamp_seconds",
+            "When the exporter saw the agent's last connectivity change (Unix seconds); absent until one.",
+            lambda e: _one(e.transitions.changed_at),
         ),
         _gauge(
             "lenses_environment_agent_info",

@@ -3,10 +3,10 @@ becomes None and drops only the series it feeds."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporter.decode import as_mapping, as_number, as_text, as_timestamp
+from exporter.decode import as_count, as_mapping, as_number, as_text, as_timestamp
 
 SECTIONS = ("kafka", "data", "apps", "connect", "other")
 
@@ -27,6 +27,13 @@ SECTION_FIELDS = {
     "other": ("num_issues",),
 }
 """The numeric fields of each metrics block that the exporter reads; other fields are ignored."""
+
+INVALID_FIELDS = (
+    "agent_connected",
+    "roundtrip_duration",
+    *(key for section in SECTIONS for key in SECTION_FIELDS[section]),
+)
+"""The field names decoding may drop and count (`lenses_hq_exporter_invalid_fields_total{field}`)."""
 
 
 class InvalidEnvironment(ValueError):
@@ -58,8 +65,39 @@ class Agent:
 
 
 @dataclass(frozen=True, slots=True)
+class Transitions:
+    """The connectivity changes the exporter has seen for one environment since it first saw it (or since
+    the exporter started): counts and when the last one was seen. `last_known` carries the last boolean HQ
+    reported only while the environment's connectivity is unknown (otherwise the environment's own state
+    is the last known one), so an environment that never changed compares equal to `NO_TRANSITIONS`."""
+
+    disconnects: int = 0
+    connects: int = 0
+    changed_at: float | None = None
+    last_known: bool | None = None
+
+    def after(self, held: bool | None, connected: bool | None, now: float) -> Transitions:
+        """These counts once an environment whose state held so far is `held` reports `connected` at `now`:
+        a boolean other than the last known one is a change; unknown (None) changes nothing and forgets
+        nothing (connected, unknown, disconnected is one disconnect)."""
+        last_known = held if held is not None else self.last_known
+        if connected is None:
+            return self if self.last_known == last_known else replace(self, last_known=last_known)
+        base = self if self.last_known is None else replace(self, last_known=None)
+        if last_known is None or connected == last_known:
+            return base
+        if connected:
+            return Transitions(base.disconnects, base.connects + 1, now)
+        return Transitions(base.disconnects + 1, base.connects, now)
+
+
+NO_TRANSITIONS = Transitions()
+
+
+@dataclass(frozen=True, slots=True)
 class Environment:
-    """One HQ environment as the exporter needs it."""
+    """One HQ environment as the exporter needs it. `agent_connected` is None when HQ reports no boolean;
+    `invalid_fields` names the fields dropped while decoding (missing where expected, or out of range)."""
 
     name: str
     tier: str
@@ -67,22 +105,30 @@ class Environment:
     id: str
     lrn: str
     created_at: float | None
-    agent_connected: bool
+    agent_connected: bool | None
     agent: Agent | None
     metadata: dict[str, str] = field(default_factory=dict)
     kafka_connections: int | None = None
+    invalid_fields: tuple[str, ...] = ()
+    transitions: Transitions = NO_TRANSITIONS
 
 
-def _section(raw: Any, name: str) -> Section | None:
+def _section(raw: Any, name: str, invalid: list[str]) -> Section | None:
     block = raw if isinstance(raw, dict) else None
     if block is None:
         return None
-    values = tuple([as_number(block.get(key)) for key in SECTION_FIELDS[name]])
+    numbers: list[float | None] = []
+    for key in SECTION_FIELDS[name]:
+        number, negative = as_count(block.get(key))
+        numbers.append(number)
+        if negative:
+            invalid.append(key)
+    values = tuple(numbers)
     version = as_text(block.get("version")) if name == "kafka" else None
     return Section(values, as_timestamp(block.get("updated_at")), version)
 
 
-def _agent(raw: Any) -> Agent | None:
+def _agent(raw: Any, invalid: list[str]) -> Agent | None:
     if not isinstance(raw, dict):
         return None
     identity = as_mapping(raw.get("agent"))
@@ -93,11 +139,16 @@ def _agent(raw: Any) -> Agent | None:
     }
     metrics = as_mapping(raw.get("metrics"))
     sections = {
-        name: section for name in SECTIONS if (section := _section(metrics.get(name), name)) is not None
+        name: section
+        for name in SECTIONS
+        if (section := _section(metrics.get(name), name, invalid)) is not None
     }
+    roundtrip, negative = as_count(raw.get("roundtrip_duration"))
+    if negative:
+        invalid.append("roundtrip_duration")
     return Agent(
         updated_at=as_timestamp(raw.get("updated_at")),
-        roundtrip_duration=as_number(raw.get("roundtrip_duration")),
+        roundtrip_duration=roundtrip,
         hostname=as_text(identity.get("hostname")),
         version=as_text(identity.get("version")),
         protocol_version=_version_text(identity.get("protocol_version")),
@@ -121,6 +172,9 @@ def decode_environment(raw: Any) -> Environment:
     if not isinstance(name, str) or not name:
         raise InvalidEnvironment("environment has no name")
     status = as_mapping(raw.get("status"))
+    connected = status.get("agent_connected")
+    invalid: list[str] = [] if isinstance(connected, bool) else ["agent_connected"]
+    agent = _agent(status.get("agent"), invalid)
     metadata = {str(k): v for k, v in as_mapping(raw.get("metadata")).items() if isinstance(v, str)}
     return Environment(
         name=name,
@@ -129,7 +183,8 @@ def decode_environment(raw: Any) -> Environment:
         id=as_text(raw.get("id")) or "",
         lrn=as_text(raw.get("lrn")) or "",
         created_at=as_timestamp(raw.get("created_at")),
-        agent_connected=status.get("agent_connected") is True,
-        agent=_agent(status.get("agent")),
+        agent_connected=connected if isinstance(connected, bool) else None,
+        agent=agent,
         metadata=metadata,
+        invalid_fields=tuple(invalid),
     )

@@ -18,8 +18,14 @@ from exporter import memory
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
 from exporter.lenses.client import SOURCE, LensesClient
-from exporter.lenses.metrics import common_values
-from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
+from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
+from exporter.lenses.model import (
+    INVALID_FIELDS,
+    NO_TRANSITIONS,
+    Environment,
+    InvalidEnvironment,
+    decode_environment,
+)
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Rendered, Store
@@ -28,9 +34,13 @@ from exporter.upstream import UpstreamError
 log = structlog.get_logger("exporter.lenses")
 
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
+COUNTED_EVENTS = (*KNOWN_EVENTS, "unknown", "oversize", "invalid")
+"""Every `event` label of `lenses_hq_exporter_sse_events_total`."""
 BATCH = 100
 """Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
+PLAUSIBLE_ROUNDTRIP = (1e-6, 3600.0)
+"""Seconds: a fleet whose round trips mostly fall outside this range has the wrong round-trip unit set."""
 
 
 class LensesSync:
@@ -65,7 +75,16 @@ class LensesSync:
         self._listing_started = float("-inf")  # when the listing applied last was requested
         self._connections: dict[str, int] = {}
         self._invalid_logged: set[str] = set()
+        self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
+        self._roundtrip_warned = False
         self.status.stream = "connecting" if settings.sse else "disabled"
+        telemetry.start_endpoint(SOURCE, "environments")
+        if settings.kafka_connections:
+            telemetry.start_endpoint(SOURCE, "kafka_connections")
+        if settings.sse:
+            telemetry.start_endpoint(SOURCE, "stream")
+            telemetry.start_stream(self.target, COUNTED_EVENTS)
+        telemetry.start_target(SOURCE, self.target, INVALID_FIELDS)
 
     async def run(self) -> None:
         """Poll and stream until cancelled."""
@@ -106,6 +125,7 @@ class LensesSync:
             await self._poll_connections(environments)
         await self._apply_listing(environments, started_wall)
         memory.settle_after_listing()
+        self._check_roundtrip_unit()
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
         self._listed.set()
         return True
@@ -122,7 +142,7 @@ class LensesSync:
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
         try:
-            return decode_environment(raw)
+            environment = decode_environment(raw)
         except InvalidEnvironment as error:
             self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
             if str(error) not in self._invalid_logged:
@@ -131,6 +151,50 @@ class LensesSync:
                     "environment_dropped", target=self.target, error=str(error), request_id=request_id
                 )
             return None
+        self._count_invalid_fields(environment, request_id)
+        return environment
+
+    def _count_invalid_fields(self, environment: Environment, request_id: str) -> None:
+        """Count each field decoding dropped; log an environment's dropped fields when they change."""
+        fields = environment.invalid_fields
+        for name in fields:
+            self.telemetry.invalid_fields.labels(SOURCE, self.target, name).inc()
+        if self._invalid_fields_logged.get(environment.name, ()) == fields:
+            return
+        if not fields:
+            del self._invalid_fields_logged[environment.name]
+            return
+        self._invalid_fields_logged[environment.name] = fields
+        log.warning(
+            "environment_field_invalid",
+            target=self.target,
+            environment=environment.name,
+            fields=",".join(fields),
+            request_id=request_id,
+        )
+
+    def _check_roundtrip_unit(self) -> None:
+        """Warn once when most round trips, converted with the configured unit, are implausible."""
+        if self._roundtrip_warned:
+            return
+        factor = ROUNDTRIP_UNITS[self.settings.roundtrip_duration_unit]
+        low, high = PLAUSIBLE_ROUNDTRIP
+        seconds = [
+            environment.agent.roundtrip_duration * factor
+            for environment in self._environments.values()
+            if environment.agent is not None and environment.agent.roundtrip_duration is not None
+        ]
+        implausible = sum(1 for value in seconds if not low <= value <= high)
+        if seconds and implausible * 2 > len(seconds):
+            self._roundtrip_warned = True
+            log.warning(
+                "roundtrip_implausible",
+                target=self.target,
+                implausible=implausible,
+                environments=len(seconds),
+                median_seconds=sorted(seconds)[len(seconds) // 2],
+                hint=f"check lenses.roundtrip_duration_unit (now {self.settings.roundtrip_duration_unit})",
+            )
 
     async def _poll_connections(self, environments: dict[str, Environment]) -> None:
         limit = asyncio.Semaphore(max(1, self.settings.kafka_connections_concurrency))
@@ -154,13 +218,16 @@ class LensesSync:
         the loop now and then; the swap itself is atomic. A stream change that arrived after the listing was
         requested wins over it, and a listing older than the one last applied is dropped."""
         prepared: dict[str, tuple[Environment, Rendered]] = {}
+        now = time.time()
         for index, name in enumerate(environments):
             if index % BATCH == BATCH - 1:
                 await asyncio.sleep(0)
             environment = environments[name] = self._with_connections(environments[name])
+            held = self._environments.get(name)
+            candidate = self._with_transitions(environment, held, now)
             # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
-            if self._environments.get(name) != environment:
-                prepared[name] = (environment, self._render(environment))
+            if held != candidate:
+                prepared[name] = (candidate, self._render(candidate))
         if started < self._listing_started:
             return
         self._listing_started = started
@@ -173,8 +240,10 @@ class LensesSync:
             else:
                 del self._stream_changes[name]
         current: dict[str, Environment] = {}
-        for name, environment in environments.items():
+        for name, listed in environments.items():
             held = self._environments.get(name)
+            # Counted against the state held now: the stream may have changed it while this was prepared.
+            environment = self._with_transitions(listed, held, now)
             if held is not None and held == environment:
                 # The object already held stays: the listing's equal copy goes with the rest of the listing
                 # instead of pinning the memory the listing's transients leave behind.
@@ -183,16 +252,33 @@ class LensesSync:
             current[name] = environment
             ready = prepared.get(name)
             # Rendered above unless a stream change replaced the listed environment since.
-            rendered = ready[1] if ready and ready[0] is environment else self._render(environment)
+            rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
             self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
+        for name in self._invalid_fields_logged.keys() - current.keys():
+            del self._invalid_fields_logged[name]
 
     def _with_connections(self, environment: Environment) -> Environment:
         count = self._connections.get(environment.name)
         if count is None or not self.settings.kafka_connections or count == environment.kafka_connections:
             return environment
         return dataclasses.replace(environment, kafka_connections=count)
+
+    @staticmethod
+    def _with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
+        """The environment carrying the connectivity changes counted so far (by the held state it replaces),
+        plus one if its connectivity differs from the last known one."""
+        if held is None:
+            return (
+                environment
+                if environment.transitions == NO_TRANSITIONS
+                else dataclasses.replace(environment, transitions=NO_TRANSITIONS)
+            )
+        transitions = held.transitions.after(held.agent_connected, environment.agent_connected, now)
+        if transitions == environment.transitions:
+            return environment
+        return dataclasses.replace(environment, transitions=transitions)
 
     def _render(self, environment: Environment) -> Rendered:
         return self.group.render(environment, common_values(environment))
@@ -307,8 +393,10 @@ class LensesSync:
 
     def _put(self, environment: Environment) -> None:
         environment = self._with_connections(environment)
+        held = self._environments.get(environment.name)
+        environment = self._with_transitions(environment, held, time.time())
         self._stream_changes[environment.name] = (time.monotonic(), environment)
-        if self._environments.get(environment.name) == environment:
+        if held == environment:
             return  # a repeated update: its series are already stored
         self._environments[environment.name] = environment
         self.store.put(self.group, self.target, environment.name, self._render(environment))
@@ -316,6 +404,7 @@ class LensesSync:
 
     def _delete(self, name: str) -> None:
         self._environments.pop(name, None)
+        self._invalid_fields_logged.pop(name, None)
         self._stream_changes[name] = (time.monotonic(), None)
         self.store.delete(self.group, self.target, name)
         self.status.objects_changed(len(self._environments))

@@ -26,7 +26,8 @@ class ScriptedResponse:
     `api` is "lenses" or "confluent" (None: either); `path` an fnmatch pattern on the request path, Lenses
     paths taken without their `/api` prefix (`/v1/environments`); `page` the 1-based page of a listing (the
     Lenses list is always page 1). A `body` of None gives the API's usual error body for a status of 400 and
-    over (Confluent's 429: empty), bytes and str are sent as they are, anything else as JSON."""
+    over (Confluent's 429: empty), bytes and str are sent as they are, anything else as JSON. A header
+    `X-Request-Id: ""` sends the answer without the request id header the simulator otherwise adds."""
 
     status: int
     api: str | None = None

@@ -44,6 +44,11 @@ MAX_CHANGES = 100  # per kind and churn step, so that a large world's churn stay
 # Seeded objects are created before the simulator starts, so anything created later sorts after them.
 EPOCH = datetime(2025, 6, 1, tzinfo=UTC).timestamp()
 
+MISSING: Any = object()
+"""`set_agent_connected`: remove the key."""
+NO_STATUS: Any = object()
+"""`set_agent_connected`: remove the whole `status`."""
+
 Listener = Callable[[str, str, bytes | None], None]
 """Called on every Lenses change: (event name, environment name, encoded environment or None if deleted)."""
 
@@ -398,6 +403,20 @@ class World:
         agent = self._parked.pop(name, None) or self._new_agent(name, self._rng)
         agent["updated_at"] = timestamp(self.clock())
         environment["status"] = {"agent_connected": True, "agent": agent}
+        self._changed(name)
+
+    def set_agent_connected(self, name: str, value: Any = MISSING) -> None:
+        """Put any JSON value in `status.agent_connected` (a schema change upstream: `None`, a string...);
+        `MISSING` removes the key, and `NO_STATUS` the whole `status`. `status.agent` is left as it is."""
+        environment = self._environment(name)
+        if value is NO_STATUS:
+            environment.pop("status", None)
+        else:
+            status = environment.setdefault("status", {})
+            if value is MISSING:
+                status.pop("agent_connected", None)
+            else:
+                status["agent_connected"] = value
         self._changed(name)
 
     def delete_environment(self, name: str) -> None:

@@ -50,11 +50,11 @@ ROWS = (
     Row(
         "drift-wrong-types",
         "Strings for numbers, numbers for strings",
-        "`up` 1, wrongly typed series dropped",
+        "`up` 1, numbers as decimal strings read, other wrongly typed series dropped",
     ),
     Row("drift-missing-blocks", "Whole blocks missing (agent metrics, spec)", "`up` 1, their series dropped"),
     Row("drift-huge-numbers", "Numbers of 10^30, 2^64+1 and 1.7e308", "`up` 1, exported as floats"),
-    Row("drift-negative", "Negative counts and durations", "`up` 1, exported as sent"),
+    Row("drift-negative", "Negative counts and durations", "`up` 1, dropped and counted as invalid fields"),
     Row("sse-404", "The live stream answers 404", "stream `unavailable`, polling keeps `up` 1; found again"),
     Row(
         "sse-cut-mid-event",
