@@ -194,6 +194,7 @@ class TargetStatus:
         self.telemetry.objects.labels(self.source, self.name).set(0)
         self.telemetry.last_success.labels(self.source, self.name).set(0)
         self.telemetry.sync_duration.labels(self.source, self.name).set(0)
+        self.telemetry.internal_errors.labels(self.source, self.name)  # at 0 until a loop fails
 
     def succeeded(self, duration: float, objects: int) -> None:
         """Record a complete sync; logs once when the target comes back."""

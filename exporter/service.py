@@ -19,6 +19,7 @@ from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.store import Store
+from exporter.supervisor import supervise
 from exporter.web import SERVER_LIMITS, make_app
 from exporter.webconfig import load_web_config
 
@@ -85,8 +86,12 @@ class Exporter:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else port
+        # Each source supervises its own loops; the compactor has no target to mark down, only a count.
         self._tasks = [asyncio.create_task(source.run()) for source in self.sources]
-        self._tasks.append(asyncio.create_task(self.compactor.run()))
+        compactor = supervise(
+            "compactor", self.compactor.run, source="exporter", target="compactor", telemetry=self.telemetry
+        )
+        self._tasks.append(asyncio.create_task(compactor))
         log.info("exporter_started", listen_address=self.settings.web.listen_address, port=self.port)
 
     async def stop(self) -> None:

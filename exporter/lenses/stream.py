@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Final
@@ -36,11 +36,23 @@ class StreamUnavailable(Exception):
         self.request_id = request_id
 
 
-class EventParser:
-    """Incremental, bounded event-stream parser: feed bytes, get complete events."""
+MAX_EVENT_ID = 256
+"""The longest `id:` kept to be sent back as `Last-Event-ID`."""
 
-    def __init__(self, max_event_bytes: int) -> None:
+
+def usable_event_id(value: str) -> bool:
+    """Whether an `id:` can go back in a `Last-Event-ID` header: short, printable ASCII (the empty id, which
+    resets it, included). Anything else would fail or bloat every reconnect."""
+    return len(value) <= MAX_EVENT_ID and value.isascii() and (value.isprintable() or not value)
+
+
+class EventParser:
+    """Incremental, bounded event-stream parser: feed bytes, get complete events. An `id:` that cannot be
+    sent back (see `usable_event_id`) resets the last event id and is reported to `on_invalid_id`."""
+
+    def __init__(self, max_event_bytes: int, on_invalid_id: Callable[[], None] = lambda: None) -> None:
         self.max_event_bytes = max_event_bytes
+        self.on_invalid_id = on_invalid_id
         self.last_event_id = ""
         self.retry_ms: int | None = None
         self.new_connection()
@@ -132,8 +144,11 @@ class EventParser:
         elif name == "event":
             self._event = value
         elif name == "id":
-            if "\0" not in value:
+            if usable_event_id(value):
                 self.last_event_id = value
+            else:
+                self.last_event_id = ""  # reconnect without one: the re-list after it catches up
+                self.on_invalid_id()
         # isdigit() alone admits "²", which int() refuses; and int() refuses more than 4300 digits.
         elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= 18:
             self.retry_ms = int(value)

@@ -23,6 +23,7 @@ from exporter.lenses.model import Environment, InvalidEnvironment, decode_enviro
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Rendered, Store
+from exporter.supervisor import supervise
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.lenses")
@@ -66,18 +67,28 @@ class LensesSync:
         self._connections: dict[str, int] = {}
         self._invalid_logged: set[str] = set()
         self.status.stream = "connecting" if settings.sse else "disabled"
+        if settings.sse:
+            telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id")
 
     async def run(self) -> None:
-        """Poll and stream until cancelled."""
-        tasks = [asyncio.create_task(self._poll_forever())]
+        """Poll and stream until cancelled, each loop supervised on its own: one failing does not end the
+        other, and a failed loop starts again within a poll interval."""
+        loops = {"listing": self._poll_forever}
         if self.settings.sse:
-            tasks.append(asyncio.create_task(self._stream_forever()))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            loops["stream"] = self._stream_forever
+        restart_within = min(self.settings.poll_interval, RECONNECT_BACKOFF_MAX)
+        async with asyncio.TaskGroup() as group:
+            for name, loop in loops.items():
+                supervised = supervise(
+                    name,
+                    loop,
+                    source=SOURCE,
+                    target=self.target,
+                    telemetry=self.telemetry,
+                    status=self.status,
+                    max_backoff=restart_within,
+                )
+                group.create_task(supervised, name=f"lenses:{self.target}:{name}")
 
     async def aclose(self) -> None:
         """Close upstream connections."""
@@ -200,7 +211,13 @@ class LensesSync:
     # -- live stream -----------------------------------------------------------------------------
 
     async def _stream_forever(self) -> None:
-        parser = EventParser(self.settings.sse_max_event_bytes)
+        try:
+            await self._stream_until_failure()
+        finally:  # a failure the supervisor sees, or shutdown: the stream is not open any more
+            self._stream_state("reconnecting", 0)
+
+    async def _stream_until_failure(self) -> None:
+        parser = EventParser(self.settings.sse_max_event_bytes, self._invalid_event_id)
         failures = 0  # since the last event received: a stream that opens and then dies keeps backing off
         opened_before = False
         logged_error = ""  # the failure last logged, so a flapping stream logs once per change
@@ -257,6 +274,14 @@ class LensesSync:
         self._listed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listed.wait(), timeout=delay)
+
+    def _invalid_event_id(self) -> None:
+        self.telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id").inc()
+        if "last_event_id" not in self._invalid_logged:
+            self._invalid_logged.add("last_event_id")
+            log.warning(
+                "stream_event_id_dropped", target=self.target, reason="too long or not printable ASCII"
+            )
 
     def _stream_state(self, state: str, connected: int) -> None:
         self.status.stream = state

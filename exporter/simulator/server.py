@@ -208,8 +208,8 @@ class Simulator:
         try:
             response = await self._answer(request, handler, api, path)
             status = response.status
-            if not response.prepared:
-                response.headers["X-Request-Id"] = request_id
+            if not response.prepared:  # a scripted response may bring its own (an empty one: none)
+                response.headers.setdefault("X-Request-Id", request_id)
             return response
         except web.HTTPException as exception:
             status = exception.status

@@ -74,6 +74,31 @@ ROWS = (
     ),
     Row("sse-flood", "10,000 events a second for a few seconds", "memory bounded, scrapes served, converges"),
     Row(
+        "nesting-bomb-listing",
+        "A listing body nested 10,000 deep",
+        "`up` 0, the listing loop goes on; up 1 within a poll interval of healing",
+    ),
+    Row(
+        "nesting-bomb-error-body",
+        "A 500 whose error object is nested 10,000 deep",
+        "`up` 0, the listing loop goes on; up 1 within a poll interval of healing",
+    ),
+    Row(
+        "nesting-bomb-sse",
+        "A live-stream event nested 10,000 deep",
+        "both loops go on; later changes shown within a poll interval",
+    ),
+    Row(
+        "nesting-bomb-connections",
+        "A Kafka-connection count nested 10,000 deep",
+        "the listing loop goes on; a listing succeeds within a poll interval of healing",
+    ),
+    Row(
+        "sse-id-not-ascii",
+        "A live-stream `id:` of non-ASCII text, then the stream dropped",
+        "the id is dropped and counted, the stream reconnects without it",
+    ),
+    Row(
         "token-rotated",
         "Credentials rotated upstream and on disk",
         "the next request reads the new file; no restart",
