@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
+from exporter import memory
 from exporter.health import TargetStatus, Telemetry
 
 log = structlog.get_logger("exporter.supervisor")
@@ -78,6 +79,7 @@ class Supervisor:
             await self.sleep(min(self.max_backoff, INITIAL_BACKOFF * 2 ** min(failures - 1, 16)))
 
     def _failed(self, error: Exception | None) -> None:
+        memory.note_failure()
         self.telemetry.internal_errors.labels(self.source, self.target).inc()
         what = type(error).__name__ if error is not None else "loop ended"
         if self.status is not None:

@@ -162,6 +162,7 @@ class ConfluentClient:
             auth_headers=lambda: headers,
             params=params,
             credentials_follow=credentials_may_follow,
+            deadline=self.target.deadline,
         )
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise UpstreamError(

@@ -51,6 +51,7 @@ class LensesClient:
             telemetry=self.telemetry,
             max_bytes=self.settings.max_body_bytes,
             auth_headers=self.auth_headers,
+            deadline=self.settings.deadline,
         )
 
     async def list_environments(self) -> tuple[list[Any], str]:

@@ -226,7 +226,11 @@ class LensesSync:
             opened = False
             try:
                 async with connect_stream(
-                    self.client.stream_http, self.client.stream_url, self.client.auth_headers(), parser
+                    self.client.stream_http,
+                    self.client.stream_url,
+                    self.client.auth_headers(),
+                    parser,
+                    self.settings.deadline,
                 ) as stream:
                     opened = True
                     if opened_before:
@@ -251,6 +255,7 @@ class LensesSync:
                 self._stream_state("unavailable", 0)
                 delay, wake_early = self.settings.sse_unavailable_probe_interval, False
             except UpstreamError as error:
+                memory.note_failure()
                 failures += 1
                 self.telemetry.failures.labels(SOURCE, "stream", error.reason).inc()
                 if error.message != logged_error:

@@ -99,6 +99,26 @@ ROWS = (
         "the id is dropped and counted, the stream reconnects without it",
     ),
     Row(
+        "body-one-byte-a-second",
+        "A body sent a byte at a time, each well inside the read timeout",
+        "`up` 0 (timeout) within a poll interval plus request_deadline; not retried",
+    ),
+    Row(
+        "body-gzip-bomb",
+        "A gzip listing of 1 MB that inflates to 1 GB",
+        "`up` 0 (too_large), memory bounded, /healthz answering",
+    ),
+    Row(
+        "sse-gzip-bomb",
+        "A gzip live stream of 1 MB that inflates to 1 GB of blank lines",
+        "the stream gives up (too_large) and reconnects later; /healthz answering throughout",
+    ),
+    Row(
+        "large-failures-memory",
+        "Large listings cut off mid-body, again and again",
+        "`up` 0 (network); resident memory back within 100 MB of the start after recovery",
+    ),
+    Row(
         "token-rotated",
         "Credentials rotated upstream and on disk",
         "the next request reads the new file; no restart",
