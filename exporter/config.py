@@ -63,7 +63,7 @@ class LensesSettings:
     sse_idle_timeout: float = 45.0
     sse_max_event_bytes: int = 8 * 1024 * 1024
     sse_unavailable_probe_interval: float = 600.0  # after a 404/501 on the stream
-    max_body_bytes: int = 256 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024  # docs/operations.md: sized for the shipped 256Mi limit
     kafka_connections_concurrency: int = 8
     request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
 
@@ -90,7 +90,7 @@ class ConfluentTarget:
     tls: TLSSettings = field(default_factory=TLSSettings)
     page_size: int = 100
     max_pages: int = 1000
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024  # one page of at most 100 agents
     # Optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128; out of the repr, since
     # it may carry a password.
     proxy_url: str = field(default="", repr=False)
@@ -708,7 +708,7 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
         sse_idle_timeout=section.duration("sse_idle_timeout", 45.0),
         sse_max_event_bytes=section.size("sse_max_event_bytes", 8 * 1024 * 1024),
         sse_unavailable_probe_interval=section.duration("sse_unavailable_probe_interval", 600.0),
-        max_body_bytes=section.size("max_body_bytes", 256 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 16 * 1024 * 1024),
         kafka_connections_concurrency=section.integer("kafka_connections_concurrency", 8, 1, 256),
     )
 
@@ -782,7 +782,7 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
         tls=_tls(section.section("tls", TLS_KEYS)),
         page_size=section.integer("page_size", 100, 1, 100),
         max_pages=section.integer("max_pages", 1000, 1),
-        max_body_bytes=section.size("max_body_bytes", 64 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 8 * 1024 * 1024),
         proxy_url=_proxy_url(section),
     )
 
