@@ -45,6 +45,10 @@ class AlertSettings:
     kafka_brokers_for: str = "5m"
     issues_for: str = "30m"
     upstream_down_for: str = "10m"
+    # At least 3 x the longest poll_interval + its request_deadline (the exporter's own bound for `up`):
+    # the defaults give 3 x 60s + 30s = 210s for Confluent, 3 x 30s + 30s = 120s for Lenses.
+    stale_seconds: float = 300
+    stale_for: str = "1m"
     stream_down_for: str = "15m"
     rate_limited_ratio: float = 0.1
     rate_limited_window: str = "10m"
@@ -262,6 +266,19 @@ and on ({FLINK_LABELS})
                 "The exporter's last sync of {{ $labels.source }} target {{ $labels.target }} failed and it "
                 f"has not succeeded for {s.upstream_down_for} (up = {{{{ $value }}}}): that target's series "
                 "keep their last good values and its alerts cannot fire.",
+            ),
+            self.alert(
+                "ExporterStale",
+                f"""
+time() - max by (source, target) ({self.select("lenses_hq_exporter_last_success_timestamp_seconds")} > 0)
+> {s.stale_seconds:g}
+""",
+                s.stale_for,
+                "warning",
+                "The exporter's data for an upstream target is stale.",
+                "No replica has synced {{ $labels.source }} target {{ $labels.target }} successfully for "
+                f"{{{{ $value | humanizeDuration }}}} (threshold {s.stale_seconds:g}s): its series are old "
+                "whatever `lenses_hq_exporter_up` says.",
             ),
             self.alert(
                 "ExporterStreamDown",

@@ -92,6 +92,14 @@ class Exporter:
             "compactor", self.compactor.run, source="exporter", target="compactor", telemetry=self.telemetry
         )
         self._tasks.append(asyncio.create_task(compactor))
+        freshness = supervise(
+            "freshness",
+            self.health.watch_freshness,
+            source="exporter",
+            target="freshness",
+            telemetry=self.telemetry,
+        )
+        self._tasks.append(asyncio.create_task(freshness))
         log.info("exporter_started", listen_address=self.settings.web.listen_address, port=self.port)
 
     async def stop(self) -> None:

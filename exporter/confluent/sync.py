@@ -26,7 +26,7 @@ from exporter.confluent.client import (
     http_client_for,
 )
 from exporter.confluent.model import InvalidAgent, decode_agent
-from exporter.health import Health, TargetStatus, Telemetry
+from exporter.health import Health, TargetStatus, Telemetry, stale_after
 from exporter.sharding import Shard
 from exporter.store import Rendered, Store
 from exporter.supervisor import supervise
@@ -75,7 +75,10 @@ class ConfluentSync:
         self.store = store
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
-        self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
+        self.status: dict[str, TargetStatus] = {
+            t.name: health.register(SOURCE, t.name, stale_after(t.poll_interval, t.deadline))
+            for t in self.targets
+        }
         # Targets with the same timeout, TLS and proxy share one httpx client: its connections are reused
         # across targets on the same regional endpoint, and fifty targets do not build fifty TLS contexts.
         self._http: dict[tuple[object, ...], httpx.AsyncClient] = {}

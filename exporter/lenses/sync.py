@@ -16,7 +16,7 @@ from httpx_sse import ServerSentEvent
 
 from exporter import memory
 from exporter.config import LensesSettings
-from exporter.health import Health, Telemetry
+from exporter.health import Health, Telemetry, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.metrics import common_values
 from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
@@ -57,7 +57,9 @@ class LensesSync:
         self.telemetry = telemetry
         self.shard = shard or Shard()
         self.target = settings.name
-        self.status = health.register(SOURCE, self.target)
+        self.status = health.register(
+            SOURCE, self.target, stale_after(settings.poll_interval, settings.deadline)
+        )
         self.client = LensesClient(settings, telemetry)
         self.relist = asyncio.Event()
         self._listed = asyncio.Event()  # set by a successful listing: a stream backing off tries again now

@@ -109,6 +109,15 @@ def gzipped(body: bytes, content_type: str) -> Handler:
     return handler
 
 
+def rate_limited(seconds: int) -> Handler:
+    """429 with `Retry-After: seconds` (the exporter caps what it waits at 300 s)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=429, headers={"Retry-After": str(seconds)})
+
+    return handler
+
+
 class Hostile:
     """The server; `lenses`, `stream` and `agents` are the current handlers of the three routes."""
 

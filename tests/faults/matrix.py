@@ -119,6 +119,11 @@ ROWS = (
         "`up` 0 (network); resident memory back within 100 MB of the start after recovery",
     ),
     Row(
+        "retry-after-300",
+        "Every request answered 429 with Retry-After: 300",
+        "`up` 0 (stale) within 3 poll intervals plus request_deadline, while the sync waits",
+    ),
+    Row(
         "token-rotated",
         "Credentials rotated upstream and on disk",
         "the next request reads the new file; no restart",

@@ -19,6 +19,7 @@ from tests.faults.hostile import (
     good_listing,
     gzip_of_blank,
     gzipped,
+    rate_limited,
     trickle,
     watched,
 )
@@ -212,3 +213,29 @@ async def test_large_listings_cut_off_again_and_again_leave_nothing_behind(relia
                 "kept",
             )
         )
+
+
+async def test_a_sync_waiting_out_a_long_retry_after_is_not_up(reliability: Collector) -> None:
+    async with watched() as watching:
+        await until(watching, lambda s: all(s.up.get(x) == 1 for x in SOURCES), 10, "both up")
+        watching.hostile.lenses = watching.hostile.agents = rate_limited(300)
+        bound = 3 * POLL + DEADLINE  # exporter.health.stale_after
+        started = time.monotonic()
+        detected = await until(
+            watching, lambda s: all(s.up.get(x) == 0 for x in SOURCES), bound + GRACE, "both up 0 (stale)"
+        )
+        landing = (await watching.http.get(watching.url + "/")).text
+        assert "stale: no successful sync" in landing
+        watching.hostile.lenses, watching.hostile.agents = good_listing, good_agents
+        for source in SOURCES:
+            reliability.record(
+                Outcome(
+                    "retry-after-300",
+                    source,
+                    seconds(detected) + f" (bound {bound:g}s)",
+                    "-",
+                    "up 0 (stale) while the sync waits out Retry-After",
+                    "kept",
+                )
+            )
+        del started
