@@ -32,6 +32,10 @@ KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
 BATCH = 100
 """Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
+RECONNECT_FLOOR = 0.5
+"""Seconds at least between two connections of the stream, whatever `retry:` says."""
+RELIST_MIN_GAP = 5.0
+"""Seconds at least between the starts of two listings (or one poll interval, when shorter)."""
 
 
 class LensesSync:
@@ -99,11 +103,17 @@ class LensesSync:
     # -- listing ---------------------------------------------------------------------------------
 
     async def _poll_forever(self) -> None:
+        clock = asyncio.get_running_loop().time
+        shortest_gap = min(self.settings.poll_interval, RELIST_MIN_GAP)
         while True:
             self.relist.clear()
+            started = clock()
             await self.sync_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.relist.wait(), timeout=self.settings.poll_interval)
+            # A re-list asked for early (every stream reconnect asks) waits out the shortest gap: a stream
+            # that reconnects many times a second must not list the whole HQ as often.
+            await asyncio.sleep(max(0.0, started + shortest_gap - clock()))
 
     async def sync_once(self) -> bool:
         """One full listing, applied only when complete; returns whether it succeeded."""
@@ -355,8 +365,11 @@ class LensesSync:
 
 def _retry_delay(parser: EventParser, failures: int) -> float:
     """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures.
-    A `retry:` above the backoff cap is capped too: a server cannot park the stream for a day."""
-    base = min((parser.retry_ms or 5000) / 1000.0, RECONNECT_BACKOFF_MAX)
+    A `retry:` above the backoff cap is capped too (a server cannot park the stream for a day), and none is
+    shorter than `RECONNECT_FLOOR` (nor can it make the exporter reconnect in a busy loop)."""
+    base = min(max((parser.retry_ms or 5000) / 1000.0, RECONNECT_FLOOR), RECONNECT_BACKOFF_MAX)
     if failures == 0:
         return base
-    return random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
+    return max(
+        RECONNECT_FLOOR, random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
+    )

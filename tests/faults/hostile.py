@@ -43,6 +43,13 @@ async def good_listing(request: web.Request) -> web.StreamResponse:
     return web.Response(body=listing_body(), content_type="application/json")
 
 
+def listing_of(names: list[str]) -> Handler:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"items": [{"name": name} for name in names]})
+
+    return handler
+
+
 async def good_agents(request: web.Request) -> web.StreamResponse:
     return web.Response(body=agents_body(), content_type="application/json")
 
@@ -118,6 +125,24 @@ def rate_limited(seconds: int) -> Handler:
     return handler
 
 
+async def stream_closing_after_one_event(request: web.Request) -> web.StreamResponse:
+    """A live stream asking for reconnects after 1 ms (`retry: 1`) that closes cleanly after one event."""
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b'retry: 1\n\nevent: environment_deleted\ndata: {"name": "gone"}\n\n')
+    await response.write_eof()
+    return response
+
+
+def redirect_to(base: str) -> Handler:
+    """A 307 to the same path and query under `base` (another port of this host, say)."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=307, headers={"Location": base + request.rel_url.path_qs})
+
+    return handler
+
+
 class Hostile:
     """The server; `lenses`, `stream` and `agents` are the current handlers of the three routes."""
 
@@ -128,10 +153,19 @@ class Hostile:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.requests: dict[str, int] = {"lenses": 0, "stream": 0, "agents": 0}
+        self.paths: list[str] = []  # every request's path as sent, in order
         self._runner: web.AppRunner | None = None
 
     def app(self) -> web.Application:
-        app = web.Application()
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            self.paths.append(request.raw_path)
+            return await handler(request)
+
+        async def anything_else(request: web.Request) -> web.StreamResponse:
+            return web.json_response({"items": []})  # Kafka connections, or wherever a path leads
+
+        app = web.Application(middlewares=[record])
 
         def route(name: str) -> Handler:
             async def handler(request: web.Request) -> web.StreamResponse:
@@ -144,6 +178,7 @@ class Hostile:
         app.router.add_get("/api/v1/environments", route("lenses"))
         app.router.add_get("/api/v1/environments/live/sse", route("stream"))
         app.router.add_get(AGENTS_PATH, route("agents"))
+        app.router.add_get("/{tail:.*}", anything_else)
         return app
 
     async def start(self) -> None:

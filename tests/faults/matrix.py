@@ -124,6 +124,21 @@ ROWS = (
         "`up` 0 (stale) within 3 poll intervals plus request_deadline, while the sync waits",
     ),
     Row(
+        "sse-retry-1-close",
+        "The stream says `retry: 1` and closes cleanly after every event",
+        "reconnects no faster than the floor, re-lists no more than one per minimum gap",
+    ),
+    Row(
+        "names-dot-dot",
+        "Environments named `.` and `..` with Kafka connections polled",
+        "each name's own kafka-connections path, percent-encoded; never another path",
+    ),
+    Row(
+        "confluent-redirect-port",
+        "The Confluent URL redirects to another port of the same host",
+        "refused (redirect_refused) without sending the credentials",
+    ),
+    Row(
         "token-rotated",
         "Credentials rotated upstream and on disk",
         "the next request reads the new file; no restart",
