@@ -171,10 +171,10 @@ async def test_gzip_stream_of_a_quarter_gigabyte_of_blank_lines(reliability: Col
 
 
 async def test_large_listings_cut_off_again_and_again_leave_nothing_behind(reliability: Collector) -> None:
-    size = 200 * 2**20
+    size = 300 * 2**20
     async with watched(lenses={"max_body_bytes": 512 * 2**20}) as watching:
         await until(watching, lambda s: s.up.get("lenses") == 1, 10, "lenses up")
-        cut = cut_after(size, declared=300 * 2**20)  # holds its 200 MB from here to the end
+        cut = cut_after(size, declared=400 * 2**20)  # holds its 300 MB from here to the end
         await asyncio.sleep(0)
         start = rss_bytes()
         before = await watching.state()
@@ -208,7 +208,7 @@ async def test_large_listings_cut_off_again_and_again_leave_nothing_behind(relia
                 "lenses",
                 "-",
                 seconds(recovered),
-                f"8 listings of 200 MB cut off; resident {start / mb:.0f} MB at the start, peak "
+                f"8 listings of 300 MB cut off; resident {start / mb:.0f} MB at the start, peak "
                 f"{peak / mb:.0f} MB, {after / mb:.0f} MB after recovery",
                 "kept",
             )
