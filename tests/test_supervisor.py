@@ -102,3 +102,37 @@ async def test_distinct_errors_are_each_logged_and_a_returning_loop_is_restarted
         ("loop_crashed", "ValueError"),
         ("loop_ended", "loop ended"),
     ]
+
+
+async def test_a_task_group_failing_is_named_by_the_task_that_failed() -> None:
+    telemetry = Telemetry()
+    done = asyncio.Event()
+    runs = 0
+
+    async def fails() -> None:
+        raise LookupError("one of two tasks")
+
+    async def loop() -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:
+            done.set()
+            await asyncio.Event().wait()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(fails())
+            group.create_task(asyncio.Event().wait())
+
+    async def no_wait(_: float) -> None:
+        return None
+
+    supervisor = Supervisor(
+        "compactor", loop, source="exporter", target="compactor", telemetry=telemetry, sleep=no_wait
+    )
+    with capture_logs() as logs:
+        task = asyncio.create_task(supervisor.run())
+        await asyncio.wait_for(done.wait(), timeout=5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert [(entry["event"], entry["error"]) for entry in logs] == [("loop_crashed", "LookupError")]
+    assert internal_errors(telemetry, "exporter", "compactor") == 1
