@@ -79,8 +79,8 @@ class Supervisor:
             await self.sleep(min(self.max_backoff, INITIAL_BACKOFF * 2 ** min(failures - 1, 16)))
 
     def _failed(self, error: Exception | None) -> None:
-        while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
-            error = error.exceptions[0]  # a loop of two tasks (the compactor): name the one that failed
+        while isinstance(error, ExceptionGroup):
+            error = error.exceptions[0]  # a loop of several tasks: named by the (first) one that failed
         memory.note_failure()
         self.telemetry.internal_errors.labels(self.source, self.target).inc()
         what = type(error).__name__ if error is not None else "loop ended"

@@ -4,11 +4,16 @@ traceback (no locals), marks the target down, and the loop starts again after a 
 from __future__ import annotations
 
 import asyncio
+import io
+import json
+import logging
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from exporter.health import Health, Telemetry
+from exporter.logs import configure_logging
 from exporter.supervisor import INITIAL_BACKOFF, Supervisor
 
 
@@ -136,3 +141,44 @@ async def test_a_task_group_failing_is_named_by_the_task_that_failed() -> None:
             await task
     assert [(entry["event"], entry["error"]) for entry in logs] == [("loop_crashed", "LookupError")]
     assert internal_errors(telemetry, "exporter", "compactor") == 1
+
+
+async def test_the_crash_line_has_the_traceback_without_locals_or_secrets() -> None:
+    secret = "tok-supervised-5d1e"
+    out = io.StringIO()
+    configure_logging("info", "json", lambda: [secret], stream=out)
+    try:
+        telemetry = Telemetry()
+        done = asyncio.Event()
+
+        async def loop() -> None:
+            if done.is_set():
+                await asyncio.Event().wait()
+            done.set()
+            header = f"Bearer {secret}"
+            raise UnicodeEncodeError("ascii", header, 7, 8, f"cannot send {header}")
+
+        async def no_wait(_: float) -> None:
+            return None
+
+        supervisor = Supervisor(
+            "stream", loop, source="lenses", target="hq", telemetry=telemetry, sleep=no_wait
+        )
+        task = asyncio.create_task(supervisor.run())
+        await asyncio.wait_for(done.wait(), timeout=5)  # set in the very step that raised and was logged
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        structlog.reset_defaults()
+        root = logging.getLogger()
+        for handler in list(root.handlers):
+            if type(handler).__module__ == "exporter.logs":
+                root.removeHandler(handler)
+    text = out.getvalue()
+    assert secret not in text
+    (line,) = [json.loads(raw) for raw in text.splitlines() if "loop_crashed" in raw]
+    (exception,) = line["exception"]
+    assert exception["exc_type"] == "UnicodeEncodeError"
+    assert any(frame["name"] == "loop" for frame in exception["frames"])
+    assert all("locals" not in frame for frame in exception["frames"])

@@ -168,7 +168,11 @@ class LensesSync:
                         "kafka_connections_failed", target=self.target, environment=name, **error.log_fields()
                     )
 
-        await asyncio.gather(*(one(name) for name in environments))
+        # A task group, not gather: a failure that is not an upstream's cancels the other counts instead of
+        # leaving them running behind a restarted listing loop.
+        async with asyncio.TaskGroup() as group:
+            for name in environments:
+                group.create_task(one(name))
         for name in set(self._connections) - set(environments):
             del self._connections[name]
 

@@ -232,7 +232,7 @@ async def test_a_sync_waiting_out_a_long_retry_after_is_not_up(reliability: Coll
                 Outcome(
                     "retry-after-300",
                     source,
-                    seconds(detected) + f" (bound {bound:g}s)",
+                    seconds(detected) + f" (up 0 once the last success is {bound:g} s old)",
                     "-",
                     "up 0 (stale) while the sync waits out Retry-After",
                     "kept",
