@@ -20,7 +20,7 @@ from typing import Final
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 
-from exporter.inflate import InflateError, Inflater
+from exporter.inflate import SLICE, InflateError, Inflater
 from exporter.upstream import (
     UpstreamError,
     deadline_exceeded,
@@ -188,6 +188,7 @@ class OpenStream:
             raise self._error("decode", f"stream: {error}") from None
         clock = asyncio.get_running_loop().time
         opened = clock()
+        parsed_since_yield = 0
         try:
             async for raw in self.response.aiter_raw():
                 for piece in inflater.feed(raw):
@@ -197,7 +198,10 @@ class OpenStream:
                         raise self._error(
                             "too_large", f"stream: more than {MAX_BYTES_PER_SECOND} bytes a second"
                         )
-                    await asyncio.sleep(0)
+                    parsed_since_yield += len(piece)
+                    if parsed_since_yield >= SLICE:  # small events arrive one read each: no turn needed
+                        parsed_since_yield = 0
+                        await asyncio.sleep(0)
         except InflateError as error:
             raise self._error(
                 "too_large" if "inflates" in str(error) else "decode", f"stream: {error}"
