@@ -203,9 +203,7 @@ class OpenStream:
                         parsed_since_yield = 0
                         await asyncio.sleep(0)
         except InflateError as error:
-            raise self._error(
-                "too_large" if "inflates" in str(error) else "decode", f"stream: {error}"
-            ) from None
+            raise self._error(error.reason, f"stream: {error}") from None
         except httpx.TransportError as error:
             raise transport_error(
                 "stream", error, self.request_id, timeout="no byte within the idle timeout"
