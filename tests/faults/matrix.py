@@ -75,7 +75,7 @@ ROWS = (
     Row("sse-flood", "10,000 events a second for a few seconds", "memory bounded, scrapes served, converges"),
     Row(
         "nesting-bomb-listing",
-        "A listing body nested 10,000 deep",
+        "A listing body (Confluent: its second page) nested 10,000 deep",
         "`up` 0, the listing loop goes on; up 1 within a poll interval of healing",
     ),
     Row(

@@ -205,3 +205,31 @@ async def test_stream_id_not_ascii(reliability: Collector) -> None:
             )
         )
         del started
+
+
+async def test_nesting_bomb_confluent_page(reliability: Collector) -> None:
+    async with rig() as running:
+        await running.healthy()
+        bomb = running.sim.faults.script(200, api="confluent", page=2, body=NESTED_ARRAY, count=None)
+        started = time.monotonic()
+        await running.until(
+            lambda s: s.up.get("confluent") == 0, deadline=DETECTION_DEADLINE, what="confluent up 0"
+        )
+        detected = time.monotonic() - started
+        running.sim.faults.scripts.remove(bomb)
+        healed = time.monotonic()
+        await running.until(
+            lambda s: s.up.get("confluent") == 1 and s.names("confluent") == running.world_names("confluent"),
+            deadline=RECOVERY_DEADLINE,
+            what="confluent up with current data",
+        )
+        reliability.record(
+            Outcome(
+                "nesting-bomb-listing",
+                "confluent",
+                seconds(detected) + " (page 2)",
+                seconds(time.monotonic() - healed),
+                "up 0; the target's loop went on",
+                "kept",
+            )
+        )
