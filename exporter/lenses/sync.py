@@ -347,8 +347,12 @@ class LensesSync:
         key = f"{event}: {error}"
         if key not in self._invalid_logged:
             self._invalid_logged.add(key)
-            log.warning(
-                "stream_event_dropped", target=self.target, event=event, error=error, request_id=request_id
+            log.warning(  # not `event=`: structlog's own first argument
+                "stream_event_dropped",
+                target=self.target,
+                stream_event=event,
+                error=error,
+                request_id=request_id,
             )
 
     def _put(self, environment: Environment) -> None:

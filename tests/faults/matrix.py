@@ -94,6 +94,11 @@ ROWS = (
         "the listing loop goes on; a listing succeeds within a poll interval of healing",
     ),
     Row(
+        "sse-invalid-json",
+        "A live-stream event whose data is not JSON",
+        "counted `invalid`, logged once; the stream stays open",
+    ),
+    Row(
         "sse-id-not-ascii",
         "A live-stream `id:` of non-ASCII text, then the stream dropped",
         "the id is dropped and counted, the stream reconnects without it",

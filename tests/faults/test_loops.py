@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import time
 
+from structlog.testing import capture_logs
+
 from tests.faults.matrix import Collector, Outcome, seconds
 from tests.faults.rig import (
     DETECTION_DEADLINE,
     RECOVERY_DEADLINE,
     STREAM_DEADLINE,
     Rig,
+    State,
     rig,
 )
 from tests.faults.test_stream import connected_environment, topics
@@ -233,3 +236,39 @@ async def test_nesting_bomb_confluent_page(reliability: Collector) -> None:
                 "kept",
             )
         )
+
+
+async def test_stream_event_that_is_not_json(reliability: Collector) -> None:
+    async with rig() as running:
+        await running.healthy()
+        before = await running.state()
+        before_reconnects = sse_reconnects(before)
+        with capture_logs() as logs:
+            assert running.sim.faults.sse_inject(b'event: environment_updated\ndata: {"name": "cut\n\n')
+            await running.until(
+                lambda s: s.events.get("invalid", 0) > before.events.get("invalid", 0),
+                deadline=DETECTION_DEADLINE,
+                what="the event counted invalid",
+            )
+            took = await changed_by_the_stream_or_listing(running, 4646, RECOVERY_DEADLINE)
+            reconnects = sse_reconnects(await running.state())
+        assert [entry["event"] for entry in logs if entry["event"].startswith("loop_")] == []
+        dropped = [entry for entry in logs if entry["event"] == "stream_event_dropped"]
+        assert len(dropped) == 1 and dropped[0]["stream_event"] == "environment_updated", dropped
+        assert reconnects == before_reconnects  # the stream stayed open
+        reliability.record(
+            Outcome(
+                "sse-invalid-json",
+                "lenses",
+                "-",
+                seconds(took) + " (the next change shown)",
+                "event counted `invalid` and logged once; the stream stayed open",
+                "current",
+            )
+        )
+
+
+def sse_reconnects(state: State) -> float:
+    return sum(
+        sample.value for sample in state.samples if sample.name == "lenses_hq_exporter_sse_reconnects_total"
+    )
