@@ -45,6 +45,10 @@ class TLSSettings:
     insecure_skip_verify: bool = False
 
 
+DEADLINE_FACTOR = 3
+"""`request_deadline` defaults to this many times `timeout`: a few slow reads, never a trickle for ever."""
+
+
 @dataclass(frozen=True)
 class LensesSettings:
     """The Lenses HQ source."""
@@ -62,8 +66,14 @@ class LensesSettings:
     sse_idle_timeout: float = 45.0
     sse_max_event_bytes: int = 8 * 1024 * 1024
     sse_unavailable_probe_interval: float = 600.0  # after a 404/501 on the stream
-    max_body_bytes: int = 256 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024  # docs/operations.md: sized for the shipped 256Mi limit
     kafka_connections_concurrency: int = 8
+    request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a whole request (connect, headers, body) may take; the stream's opening too."""
+        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
 
 
 @dataclass(frozen=True)
@@ -83,10 +93,16 @@ class ConfluentTarget:
     tls: TLSSettings = field(default_factory=TLSSettings)
     page_size: int = 100
     max_pages: int = 1000
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024  # one page of at most 100 agents
     # Optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128; out of the repr, since
     # it may carry a password.
     proxy_url: str = field(default="", repr=False)
+    request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one page request (connect, headers, body) may take."""
+        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
 
 
 @dataclass(frozen=True)
@@ -588,6 +604,7 @@ LENSES_KEYS = (
     "sse_unavailable_probe_interval",
     "max_body_bytes",
     "kafka_connections_concurrency",
+    "request_deadline",
 )
 CONFLUENT_KEYS = ("targets", "concurrency")
 TARGET_KEYS = (
@@ -609,6 +626,7 @@ TARGET_KEYS = (
     "max_pages",
     "max_body_bytes",
     "proxy_url",
+    "request_deadline",
 )
 
 NO_SOURCE = (
@@ -715,6 +733,7 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
     name = section.string("name") or url_host(url)
     if not name.strip():
         raise ConfigError(f"{section.at('name')}: empty")
+    timeout = section.duration("timeout", 10.0)
     return LensesSettings(
         name=name,
         url=url,
@@ -724,12 +743,13 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
         kafka_connections=section.boolean("kafka_connections", False),
         metadata_labels=_metadata_labels(section),
         roundtrip_duration_unit=section.choice("roundtrip_duration_unit", tuple(ROUNDTRIP_UNITS), "ns"),
-        timeout=section.duration("timeout", 10.0),
+        timeout=timeout,
+        request_deadline=_request_deadline(section, timeout),
         tls=_tls(section.section("tls", TLS_KEYS)),
         sse_idle_timeout=section.duration("sse_idle_timeout", 45.0),
         sse_max_event_bytes=section.size("sse_max_event_bytes", 8 * 1024 * 1024),
         sse_unavailable_probe_interval=section.duration("sse_unavailable_probe_interval", 600.0),
-        max_body_bytes=section.size("max_body_bytes", 256 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 16 * 1024 * 1024),
         kafka_connections_concurrency=section.integer("kafka_connections_concurrency", 8, 1, 256),
     )
 
@@ -787,6 +807,7 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
     name = section.string("name") or environment_id
     if not name.strip():
         raise ConfigError(f"{section.at('name')}: empty")
+    timeout = section.duration("timeout", 10.0)
     return ConfluentTarget(
         name=name,
         url=url,
@@ -797,13 +818,24 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
         token=token,
         tier=section.choice("tier", TIERS, ""),
         poll_interval=section.duration("poll_interval", 60.0),
-        timeout=section.duration("timeout", 10.0),
+        timeout=timeout,
+        request_deadline=_request_deadline(section, timeout),
         tls=_tls(section.section("tls", TLS_KEYS)),
         page_size=section.integer("page_size", 100, 1, 100),
         max_pages=section.integer("max_pages", 1000, 1),
-        max_body_bytes=section.size("max_body_bytes", 64 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 8 * 1024 * 1024),
         proxy_url=_proxy_url(section),
     )
+
+
+def _request_deadline(section: _Section, timeout: float) -> float:
+    """The total deadline of one request: at least the per-read `timeout` it contains."""
+    deadline = section.duration("request_deadline", DEADLINE_FACTOR * timeout)
+    if deadline < timeout:
+        raise ConfigError(
+            f"{section.at('request_deadline')}: must be at least timeout ({timeout:g}s), got {deadline:g}s"
+        )
+    return deadline
 
 
 def _proxy_url(section: _Section) -> str:
