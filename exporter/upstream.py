@@ -4,7 +4,6 @@ request id, a retry policy that honours Retry-After, and redirects that never le
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import ssl
 import time
@@ -21,6 +20,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from exporter import decode
 from exporter.config import TLSSettings
 from exporter.health import Telemetry
 
@@ -125,7 +125,7 @@ def request_id_of(response: httpx.Response, body: bytes = b"") -> str:
         return header[:200]
     if body and body.lstrip()[:1] == b"{":
         try:
-            decoded = json.loads(body)
+            decoded = decode.loads(body)
         except ValueError:
             return ""
         found = decoded.get("request_id") if isinstance(decoded, dict) else None
@@ -159,16 +159,20 @@ async def fetch_json(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None = None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool] = same_host,
+    decoder: Callable[[bytes], Any] = decode.loads,
 ) -> tuple[Any, str]:
     """GET a JSON document; returns (decoded body, request id).
 
-    The body is read up to `max_bytes`. Redirects are followed up to five times; the auth headers are sent
+    The body is read up to `max_bytes` and decoded by `decoder` (`decode.loads`, or `decode.listing` for a
+    listing read an item at a time). Redirects are followed up to five times; the auth headers are sent
     to the new location only when `credentials_follow(original, new)` allows it, otherwise the fetch fails
     without sending them. Every failure is counted and raised as `UpstreamError`.
     """
     telemetry.requests.labels(source, endpoint).inc()
     try:
-        return await _fetch(client, url, endpoint, max_bytes, auth_headers, params, credentials_follow)
+        return await _fetch(
+            client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, decoder
+        )
     except UpstreamError as error:
         telemetry.failures.labels(source, endpoint, error.reason).inc()
         raise
@@ -182,6 +186,7 @@ async def _fetch(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool],
+    decoder: Callable[[bytes], Any],
 ) -> tuple[Any, str]:
     original = httpx.URL(url, params=params)
     target = original
@@ -218,11 +223,11 @@ async def _fetch(
                 request_id=request_id,
             )
         try:
-            return json.loads(body), request_id
-        except ValueError:
+            return decoder(body), request_id
+        except ValueError as error:  # decode.InvalidJSON: its message names what is wrong, never the body
             raise UpstreamError(
                 "decode",
-                f"{endpoint}: body is not valid JSON",
+                f"{endpoint}: {error}",
                 endpoint=endpoint,
                 status=response.status_code,
                 request_id=request_id,

@@ -14,6 +14,7 @@ import httpx
 import structlog
 from tenacity import RetryCallState
 
+from exporter import decode
 from exporter.config import ConfluentTarget
 from exporter.health import Telemetry
 from exporter.secrets import SecretUnavailable
@@ -26,6 +27,10 @@ ENDPOINT = "agents"
 TRUSTED_DOMAIN = ".confluent.cloud"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _data_listing(body: bytes) -> decode.Listing:
+    return decode.listing(body, "data")
 
 
 class ListingError(UpstreamError):
@@ -162,17 +167,19 @@ class ConfluentClient:
             auth_headers=lambda: headers,
             params=params,
             credentials_follow=credentials_may_follow,
+            decoder=_data_listing,
         )
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise UpstreamError(
-                "decode", f"{ENDPOINT}: response has no data list", endpoint=ENDPOINT, request_id=request_id
-            )
         try:
-            next_token = page_token_of(body.get("metadata"))
+            data = list(body)  # a page is small: its raw items are kept until the listing is complete
+            next_token = page_token_of(body.fields.get("metadata"))
         except UpstreamError as error:
             error.request_id = request_id
             raise
-        return body["data"], next_token, request_id
+        except decode.InvalidJSON as error:
+            raise UpstreamError(
+                "decode", f"{ENDPOINT}: {error}", endpoint=ENDPOINT, request_id=request_id
+            ) from None
+        return data, next_token, request_id
 
     async def list_agents(self) -> AgentListing:
         """Every page, in order, retrying each page on rate limits, 5xx and network trouble.

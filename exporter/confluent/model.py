@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.decode import as_mapping, as_text, as_timestamp
+from exporter.decode import Undecodable, as_mapping, as_text, as_timestamp
 
 MAX_NAME_LENGTH = 255
 MAX_PHASE_LENGTH = 64
@@ -65,6 +65,8 @@ def _tools(raw: Any) -> tuple[str, ...] | None:
 
 def decode_agent(raw: Any) -> FlinkAgent:
     """Decode one agent object; raises `InvalidAgent` only when it has no usable name."""
+    if isinstance(raw, Undecodable):
+        raise InvalidAgent(f"agent is {raw.reason}")
     if not isinstance(raw, dict):
         raise InvalidAgent("agent is not a JSON object")
     name = raw.get("name")

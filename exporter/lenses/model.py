@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from exporter.decode import as_mapping, as_number, as_text, as_timestamp
+from exporter.decode import Undecodable, as_mapping, as_number, as_text, as_timestamp
 
 SECTIONS = ("kafka", "data", "apps", "connect", "other")
 
@@ -115,6 +115,8 @@ def _version_text(value: Any) -> str | None:
 
 def decode_environment(raw: Any) -> Environment:
     """Decode one environment object; raises `InvalidEnvironment` only when it has no usable name."""
+    if isinstance(raw, Undecodable):
+        raise InvalidEnvironment(f"environment is {raw.reason}")
     if not isinstance(raw, dict):
         raise InvalidEnvironment("environment is not a JSON object")
     name = raw.get("name")

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import random
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from httpx_sse import ServerSentEvent
 
-from exporter import memory
+from exporter import decode, memory
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry
 from exporter.lenses.client import SOURCE, LensesClient
@@ -97,10 +97,10 @@ class LensesSync:
         started_wall = time.monotonic()
         try:
             items, request_id = await self.client.list_environments()
+            environments = await self._decode_all(items, request_id)
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
-        environments = await self._decode_all(items, request_id)
         del items  # the raw JSON goes before rendering, so the new state reuses its memory
         if self.settings.kafka_connections:
             await self._poll_connections(environments)
@@ -110,14 +110,24 @@ class LensesSync:
         self._listed.set()
         return True
 
-    async def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
+    async def _decode_all(
+        self, items: Iterable[Any], request_id: str, endpoint: str | None = "environments"
+    ) -> dict[str, Environment]:
+        """Decode a listing one item at a time, each raw item dropped once decoded. A listing whose structure
+        breaks between items raises `UpstreamError` (counted as a failure of `endpoint`, when given)."""
         environments: dict[str, Environment] = {}
-        for index, raw in enumerate(items):
-            if index % BATCH == BATCH - 1:
-                await asyncio.sleep(0)  # let scrapes and stream events in between
-            environment = self._decode(raw, request_id)
-            if environment is not None and self.shard.owns(environment.name):
-                environments[environment.name] = environment
+        try:
+            for index, raw in enumerate(items):
+                if index % BATCH == BATCH - 1:
+                    await asyncio.sleep(0)  # let scrapes and stream events in between
+                environment = self._decode(raw, request_id)
+                if environment is not None and self.shard.owns(environment.name):
+                    environments[environment.name] = environment
+        except decode.InvalidJSON as error:
+            if endpoint is not None:
+                self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
+            message = f"{endpoint}: {error}" if endpoint else str(error)
+            raise UpstreamError("decode", message, endpoint=endpoint or "", request_id=request_id) from None
         return environments
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
@@ -269,23 +279,25 @@ class LensesSync:
         self.telemetry.sse_events.labels(self.target, name).inc()
         if name in ("unknown", "oversize"):
             return
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            self._invalid_event(name, "data is not valid JSON", request_id)
-            return
         if name == "snapshot":
-            items = data.get("items") if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                self._invalid_event(name, "snapshot has no `items` list", request_id)
+            try:
+                items = decode.listing(event.data, "items")
+                received = time.monotonic()
+                environments = await self._decode_all(items, request_id, endpoint=None)
+            except (decode.InvalidJSON, UpstreamError) as error:
+                self._invalid_event(name, str(error).replace("body", "snapshot", 1), request_id)
                 return
-            received = time.monotonic()
-            environments = await self._decode_all(items, request_id)
-            del data, items  # as in `sync_once`
+            del items  # as in `sync_once`
             await self._apply_listing(environments, received)
             memory.settle_after_listing()
             self.status.objects_changed(len(self._environments))
-        elif name == "environment_updated":
+            return
+        try:
+            data = decode.loads(event.data)
+        except decode.InvalidJSON as error:
+            self._invalid_event(name, str(error).replace("body", "data", 1), request_id)
+            return
+        if name == "environment_updated":
             environment = self._decode(data, request_id)
             if environment is not None and self.shard.owns(environment.name):
                 self._put(environment)
@@ -302,7 +314,11 @@ class LensesSync:
         if key not in self._invalid_logged:
             self._invalid_logged.add(key)
             log.warning(
-                "stream_event_dropped", target=self.target, event=event, error=error, request_id=request_id
+                "stream_event_dropped",
+                target=self.target,
+                stream_event=event,
+                error=error,
+                request_id=request_id,
             )
 
     def _put(self, environment: Environment) -> None:
