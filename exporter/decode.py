@@ -22,7 +22,12 @@ MAX_INTEGER_DIGITS = 4000
 """Longer integer literals are read as floats: `int` refuses more than 4,300 digits, and would take
 quadratic time on them without that limit."""
 
+MAX_LABEL_BYTES = 1024
+"""Longest label value taken from upstream, in UTF-8 bytes; a longer one is cut and ends with CUT_MARKER."""
+CUT_MARKER = "…[cut]"
+
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A string, a bracket or a comma: enough to find where a value that failed to decode ends.
 _TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]')
 
@@ -215,6 +220,25 @@ def as_timestamp(value: Any) -> float | None:
     if parsed.tzinfo is None:
         return None
     return parsed.timestamp()
+
+
+def as_label(value: Any, field: str, cuts: list[str] | None = None) -> str | None:
+    """A string fit to be a label value, None for anything else: a lone surrogate (a JSON `\\ud800` escape,
+    which UTF-8 cannot encode) becomes U+FFFD, and a value over MAX_LABEL_BYTES is cut, ending with
+    CUT_MARKER. `field` is appended to `cuts` when the value had to be changed."""
+    if not isinstance(value, str):
+        return None
+    text: str = value
+    if text.isascii() and len(text) <= MAX_LABEL_BYTES:
+        return text
+    if not text.isascii():
+        text = _SURROGATE.sub("\ufffd", text)
+    if len(text) > MAX_LABEL_BYTES // 4 and len(encoded := text.encode()) > MAX_LABEL_BYTES:
+        room = MAX_LABEL_BYTES - len(CUT_MARKER.encode())
+        text = encoded[:room].decode("utf-8", "ignore") + CUT_MARKER
+    if text != value and cuts is not None:
+        cuts.append(field)
+    return text
 
 
 def as_mapping(value: Any) -> dict[str, Any]:

@@ -121,8 +121,14 @@ class LensesSync:
                 if index % BATCH == BATCH - 1:
                     await asyncio.sleep(0)  # let scrapes and stream events in between
                 environment = self._decode(raw, request_id)
-                if environment is not None and self.shard.owns(environment.name):
-                    environments[environment.name] = environment
+                if environment is None or not self.shard.owns(environment.name):
+                    continue
+                if environment.name in environments:
+                    # Distinct upstream names that read the same (invalid UTF-8, lone surrogates, a cut):
+                    # one label set must not get two series, so the first listed is kept.
+                    self._drop(f"environment name {environment.name[:64]!r} listed twice", request_id)
+                    continue
+                environments[environment.name] = environment
         except decode.InvalidJSON as error:
             if endpoint is not None:
                 self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
@@ -131,16 +137,22 @@ class LensesSync:
         return environments
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
+        cuts: list[str] = []
         try:
-            return decode_environment(raw)
+            environment = decode_environment(raw, self.settings.metadata_labels, cuts)
         except InvalidEnvironment as error:
-            self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
-            if str(error) not in self._invalid_logged:
-                self._invalid_logged.add(str(error))
-                log.warning(
-                    "environment_dropped", target=self.target, error=str(error), request_id=request_id
-                )
+            self._drop(str(error), request_id)
             return None
+        for field in cuts:
+            self.telemetry.invalid_fields.labels(SOURCE, self.target, field).inc()
+        return environment
+
+    def _drop(self, error: str, request_id: str) -> None:
+        """Count an environment dropped whole, and log each distinct reason once."""
+        self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
+        if error not in self._invalid_logged:
+            self._invalid_logged.add(error)
+            log.warning("environment_dropped", target=self.target, error=error, request_id=request_id)
 
     async def _poll_connections(self, environments: dict[str, Environment]) -> None:
         limit = asyncio.Semaphore(max(1, self.settings.kafka_connections_concurrency))
@@ -302,8 +314,9 @@ class LensesSync:
             if environment is not None and self.shard.owns(environment.name):
                 self._put(environment)
         else:
-            deleted = data.get("name") if isinstance(data, dict) else None
-            if not isinstance(deleted, str):
+            # The name as the environment is held: made a label value the way `decode_environment` makes it.
+            deleted = decode.as_label(data.get("name"), "name") if isinstance(data, dict) else None
+            if deleted is None:
                 self._invalid_event(name, "deletion has no `name`", request_id)
                 return
             self._delete(deleted)
