@@ -26,6 +26,8 @@ from exporter.health import Telemetry
 
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 300.0
+MAX_REQUEST_ID_BODY = 64 * 1024
+"""Largest body searched for a `request_id` when the response has no X-Request-Id header."""
 USER_AGENT = "lenses-hq-exporter"
 
 RETRYABLE_REASONS = frozenset({"timeout", "connect", "network", "http_5xx", "http_429"})
@@ -123,7 +125,9 @@ def request_id_of(response: httpx.Response, body: bytes = b"") -> str:
     header: str = response.headers.get("x-request-id", "")
     if header:
         return header[:200]
-    if body and body.lstrip()[:1] == b"{":
+    # Only a small body (an error object) is read for it: parsing a whole listing just for its request id
+    # would build the entire listing at once.
+    if body and len(body) <= MAX_REQUEST_ID_BODY and body.lstrip()[:1] == b"{":
         try:
             decoded = decode.loads(body)
         except ValueError:

@@ -13,7 +13,7 @@ from aiohttp import web
 from exporter import decode
 from exporter.config import TLSSettings
 from exporter.health import Telemetry
-from exporter.upstream import UpstreamError, fetch_json, make_client
+from exporter.upstream import UpstreamError, fetch_json, make_client, request_id_of
 
 BOMB = "[" * 100_000 + "]" * 100_000
 
@@ -110,3 +110,13 @@ async def test_an_error_body_nested_too_deep_is_an_ordinary_http_failure(nested_
     finally:
         await client.aclose()
     assert raised.value.reason == "http_5xx" and raised.value.request_id == ""
+
+
+def test_only_a_small_body_is_searched_for_a_request_id() -> None:
+    """A listing answered without X-Request-Id is not parsed whole just to find one (at 200 MB that built the
+    whole listing at once: a peak of a gigabyte)."""
+    request = httpx.Request("GET", "http://upstream/v1/environments")
+    small = b'{"request_id": "abc", "items": []}'
+    assert request_id_of(httpx.Response(500, content=small, request=request), small) == "abc"
+    large = b'{"request_id": "abc", "items": [' + b"{}," * 100_000 + b"{}]}"
+    assert request_id_of(httpx.Response(200, content=large, request=request), large) == ""
