@@ -4,6 +4,8 @@ at the cost of a real user, malformed requests logged as one short line, rate-li
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ import bcrypt
 import httpx
 import pytest
 
+from exporter.logs import configure_logging
 from exporter.webauth import MAX_CONCURRENT_CHECKS, MAX_WAITING_CHECKS
 from tests.support import eventually
 from tests.test_listener_security import http, serving
@@ -91,3 +94,25 @@ async def test_unknown_users_are_checked_at_the_cost_of_a_configured_user(tmp_pa
         gate.started.clear()
         await client.get(http(exporter), auth=("nobody-0", "another guess"))
         assert gate.started == [first], "the same name must be checked at the same cost every time"
+
+
+async def test_malformed_requests_are_logged_as_one_short_line_rate_limited(tmp_path: Path) -> None:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    try:
+        async with serving(tmp_path, {}) as exporter:
+            for _ in range(50):
+                reader, writer = await asyncio.open_connection("127.0.0.1", exporter.port)
+                writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\nBad Header\x01: y\r\n\r\n")
+                await writer.drain()
+                assert b" 400 " in (await reader.read()).split(b"\r\n", 1)[0]
+                writer.close()
+                await writer.wait_closed()
+    finally:
+        configure_logging()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    server_lines = [line for line in lines if line.get("logger") == "aiohttp.server"]
+    assert len(server_lines) == 1, [line.get("event") for line in server_lines]
+    (line,) = server_lines
+    assert line["event"] == "bad_request" and "exception" not in line
+    assert len(json.dumps(line)) < 400
