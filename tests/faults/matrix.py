@@ -70,6 +70,16 @@ ROWS = (
         "Invalid UTF-8 in one object's name",
         "`up` 1, the name kept with U+FFFD, the rest applied",
     ),
+    Row(
+        "names-colliding",
+        "Names that differ only in lone surrogates (and one with a real `?`)",
+        "`up` 1, one series per label set, valid OpenMetrics",
+    ),
+    Row(
+        "labels-unbounded",
+        "A 100 KB name or model, 20,000 capabilities, tools and metadata keys",
+        "`up` 1, values cut at 1 KiB, fan-out capped, each cut counted",
+    ),
     Row("sse-404", "The live stream answers 404", "stream `unavailable`, polling keeps `up` 1; found again"),
     Row(
         "sse-cut-mid-event",
@@ -102,6 +112,11 @@ ROWS = (
         "401-then-fixed",
         "Wrong credentials in the file, then fixed",
         "`up` 0 (http_401), then 1 without restart",
+    ),
+    Row(
+        "credential-file-non-ascii",
+        "A credential file rewritten with non-ASCII text, then fixed (with a BOM and a newline)",
+        "`up` 0 with a clear error, no crash; up 1 once fixed",
     ),
     Row(
         "tls-untrusted",
