@@ -16,6 +16,7 @@ from tenacity import RetryCallState
 
 from exporter import decode
 from exporter.config import ConfluentTarget
+from exporter.confluent.model import compact_agent
 from exporter.health import Telemetry
 from exporter.secrets import SecretUnavailable
 from exporter.upstream import Probe, UpstreamError, fetch_json, make_client, probe_from_error, retrying
@@ -170,7 +171,8 @@ class ConfluentClient:
             decoder=_data_listing,
         )
         try:
-            data = list(body)  # a page is small: its raw items are kept until the listing is complete
+            # Kept until the listing is complete: only what decoding reads, each item as it is decoded.
+            data = [compact_agent(item) for item in body]
             next_token = page_token_of(body.fields.get("metadata"))
         except UpstreamError as error:
             error.request_id = request_id

@@ -71,6 +71,33 @@ def _tools(raw: Any, cuts: list[str] | None) -> tuple[str, ...] | None:
     return tuple(unique)
 
 
+_NO_NAME = Undecodable("not a JSON object with a name")
+_KEPT_METADATA = ("self", "uid", "created_at", "updated_at")
+_KEPT_TOOLS = 4 * MAX_TOOLS  # enough that a list over MAX_TOOLS distinct tools is still seen as one
+
+
+def compact_agent(raw: Any) -> Any:
+    """What `decode_agent` reads of a raw agent, and nothing else. A listing's raw agents are held until its
+    last page has arrived: they must not hold free text and unbounded lists that are never read, nor a
+    dict for each of a million `{}` (an object without a name becomes one shared `Undecodable`)."""
+    if isinstance(raw, Undecodable):
+        return raw
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]:
+        return _NO_NAME
+    metadata = as_mapping(raw.get("metadata"))
+    spec = as_mapping(raw.get("spec"))
+    tools = spec.get("tools")
+    return {
+        "name": raw["name"],
+        "metadata": {key: metadata[key] for key in _KEPT_METADATA if key in metadata},
+        "spec": {
+            "model": spec.get("model"),
+            "tools": tools[:_KEPT_TOOLS] if isinstance(tools, list) else tools,
+        },
+        "status": {"phase": as_mapping(raw.get("status")).get("phase")},
+    }
+
+
 def decode_agent(raw: Any, cuts: list[str] | None = None) -> FlinkAgent:
     """Decode one agent object; raises `InvalidAgent` only when it has no usable name. Every text that
     becomes a label value is made fit for one (`as_label`); the fields that had to be changed or cut are
