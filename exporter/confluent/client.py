@@ -177,7 +177,10 @@ class ConfluentClient:
         except UpstreamError as error:
             error.request_id = request_id
             raise
-        except decode.InvalidJSON as error:
+        except (
+            decode.InvalidJSON
+        ) as error:  # found while reading the items: counted like a decode in the fetch
+            self.telemetry.failures.labels(SOURCE, ENDPOINT, "decode").inc()
             raise UpstreamError(
                 "decode", f"{ENDPOINT}: {error}", endpoint=ENDPOINT, request_id=request_id
             ) from None
