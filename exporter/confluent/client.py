@@ -177,9 +177,8 @@ class ConfluentClient:
         except UpstreamError as error:
             error.request_id = request_id
             raise
-        except (
-            decode.InvalidJSON
-        ) as error:  # found while reading the items: counted like a decode in the fetch
+        except decode.InvalidJSON as error:
+            # Found while reading the items, after the fetch: counted as the fetch counts a decode failure.
             self.telemetry.failures.labels(SOURCE, ENDPOINT, "decode").inc()
             raise UpstreamError(
                 "decode", f"{ENDPOINT}: {error}", endpoint=ENDPOINT, request_id=request_id

@@ -99,7 +99,8 @@ async def probe(settings: LensesSettings) -> Probe:
     """One listing request, for `check --connect`: reachable, auth failed, not found or unreachable."""
     client = LensesClient(settings, Telemetry())
     try:
-        _, request_id = await client._get("/v1/environments", "environments")
+        # Read only up to the start of its items: reachability needs no more.
+        _, request_id = await client._get("/v1/environments", "environments", _items_listing)
     except UpstreamError as error:
         return probe_from_error(SOURCE, settings.name, error)
     finally:

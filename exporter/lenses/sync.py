@@ -126,7 +126,7 @@ class LensesSync:
                 if environment.name in environments:
                     # Distinct upstream names that read the same (invalid UTF-8, lone surrogates, a cut):
                     # one label set must not get two series, so the first listed is kept.
-                    self._drop(f"environment name {environment.name[:64]!r} listed twice", request_id)
+                    self._drop("environment name listed twice (once made a label value)", request_id)
                     continue
                 environments[environment.name] = environment
         except decode.InvalidJSON as error:
