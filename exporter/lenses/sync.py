@@ -295,7 +295,7 @@ class LensesSync:
             try:
                 items = decode.listing(event.data, "items")
                 received = time.monotonic()
-                environments = await self._decode_all(items, request_id, endpoint=None)
+                environments = await self._decode_all(items, request_id, None)  # None: no fetch to count
             except (decode.InvalidJSON, UpstreamError) as error:
                 self._invalid_event(name, str(error).replace("body", "snapshot", 1), request_id)
                 return
