@@ -18,6 +18,7 @@ from exporter.confluent.sync import ConfluentSync
 from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
+from exporter.signals import IGNORED
 from exporter.store import Store
 from exporter.supervisor import supervise
 from exporter.web import SERVER_LIMITS, make_app
@@ -135,6 +136,10 @@ class Exporter:
         log.info("exporter_stopped")
 
 
+def _ignore(sig: signal.Signals) -> None:
+    log.info("signal_ignored", signal=sig.name)
+
+
 async def run_until_signal(
     settings: Settings,
     *,
@@ -145,6 +150,8 @@ async def run_until_signal(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    for sig in IGNORED:  # nothing to reload: secret files are re-read when they change
+        loop.add_signal_handler(sig, _ignore, sig)
     exporter = Exporter(settings)
     await exporter.start()
     if on_started is not None:
