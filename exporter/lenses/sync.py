@@ -85,6 +85,7 @@ class LensesSync:
         self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
         self._roundtrip_warned = False
         self.status.stream = "connecting" if settings.sse else "disabled"
+        self._stream_opened_before = False
         telemetry.start_endpoint(SOURCE, "environments")
         if settings.kafka_connections:
             telemetry.start_endpoint(SOURCE, "kafka_connections")
@@ -338,7 +339,6 @@ class LensesSync:
     async def _stream_until_failure(self) -> None:
         parser = EventParser(self.settings.sse_max_event_bytes, self._invalid_event_id)
         failures = 0  # since the last event received: a stream that opens and then dies keeps backing off
-        opened_before = False
         logged_error = ""  # the failure last logged, so a flapping stream logs once per change
         while True:
             self.telemetry.requests.labels(SOURCE, "stream").inc()
@@ -352,9 +352,9 @@ class LensesSync:
                     self.settings.deadline,
                 ) as stream:
                     opened = True
-                    if opened_before:
+                    if self._stream_opened_before:  # across restarts of this loop too
                         self.telemetry.sse_reconnects.labels(self.target).inc()
-                    opened_before = True
+                    self._stream_opened_before = True
                     self._stream_state("connected", 1)
                     self.relist.set()
                     async for event in stream.events():
