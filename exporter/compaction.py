@@ -82,6 +82,9 @@ class Compactor:
         remaining = self._paused_since + MAX_PAUSE - now
         if remaining <= 0:
             return True
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+        # event is set, and a loop that cannot be cancelled hangs the shutdown.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._joined.wait(), remaining)
+            async with asyncio.timeout(remaining):
+                await self._joined.wait()
         return not self.store.scrapes or time.monotonic() >= self._paused_since + MAX_PAUSE

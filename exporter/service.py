@@ -124,10 +124,12 @@ class Exporter:
         """Cancel background work, close upstream connections, stop serving."""
         for task in self._tasks:
             task.cancel()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(*self._tasks, return_exceptions=True), timeout=SHUTDOWN_GRACE
-            )
+        if self._tasks:
+            # `wait`, not `wait_for(gather(...))`: a task that does not end within the grace must not hold
+            # the shutdown (wait_for would wait for the cancelled gather to finish, for ever).
+            _, pending = await asyncio.wait(self._tasks, timeout=SHUTDOWN_GRACE)
+            if pending:
+                log.warning("tasks_still_running", tasks=sorted(task.get_name() for task in pending))
         for source in self.sources:
             with contextlib.suppress(Exception):
                 await source.aclose()

@@ -128,8 +128,11 @@ class LensesSync:
             self.relist.clear()
             started = clock()
             await self.sync_once()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+            # event is set, and a loop that cannot be cancelled hangs the shutdown.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.relist.wait(), timeout=self.settings.poll_interval)
+                async with asyncio.timeout(self.settings.poll_interval):
+                    await self.relist.wait()
             # A re-list asked for early (every stream reconnect asks) waits out the shortest gap: a stream
             # that reconnects many times a second must not list the whole HQ as often.
             await asyncio.sleep(max(0.0, started + shortest_gap - clock()))
@@ -397,7 +400,8 @@ class LensesSync:
             return
         self._listed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._listed.wait(), timeout=delay)
+            async with asyncio.timeout(delay):  # not wait_for: see _poll_forever
+                await self._listed.wait()
 
     def _invalid_event_id(self) -> None:
         self.telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id").inc()
