@@ -458,7 +458,7 @@ def _run(arguments: argparse.Namespace) -> int:
     log.info(
         "configuration_loaded",
         source=settings.source,
-        lenses=settings.lenses.name if settings.lenses else None,
+        lenses=",".join(hq.name for hq in settings.hqs) or None,
         confluent_targets=len(settings.confluent.targets),
         shard=settings.shard.index,
         total_shards=settings.shard.total,
@@ -483,8 +483,7 @@ def summary(settings: Settings) -> list[str]:
         lines[-1] += f", web config {web.config_file}"
     if settings.shard.total > 1:
         lines.append(f"shard: {settings.shard.index} of {settings.shard.total}")
-    lenses = settings.lenses
-    if lenses is not None:
+    for lenses in settings.hqs:
         lines.append(
             f"lenses/{lenses.name}: {lenses.url}, token from {describe_secret(lenses.token)}, "
             f"re-list every {format_duration(lenses.poll_interval)}, "
@@ -534,8 +533,8 @@ async def probe_all(settings: Settings) -> list[Probe]:
     from exporter.lenses import client as lenses_client
 
     calls: list[tuple[str, str, Awaitable[Probe]]] = []
-    if settings.lenses is not None:
-        calls.append(("lenses", settings.lenses.name, lenses_client.probe(settings.lenses)))
+    for hq in settings.hqs:
+        calls.append(("lenses", hq.name, lenses_client.probe(hq)))
     for target in settings.confluent.targets:
         calls.append(("confluent", target.name, confluent_client.probe(target)))
     results = await asyncio.gather(*(call for _, _, call in calls), return_exceptions=True)

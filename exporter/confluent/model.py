@@ -34,6 +34,8 @@ class FlinkAgent:
     updated_at: float | None
     phase_changes: int = 0
     """Phase changes seen between polls since the agent was first seen (set by the poller)."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """`metadata.labels` entries with a string value, in upstream order."""
 
     @property
     def key(self) -> str:
@@ -85,4 +87,9 @@ def decode_agent(raw: Any) -> FlinkAgent:
         tools=_tools(spec.get("tools")),
         created_at=as_timestamp(metadata.get("created_at")),
         updated_at=as_timestamp(metadata.get("updated_at")),
+        labels=_labels(metadata.get("labels")),
     )
+
+
+def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
+    return tuple((key, value) for key, value in as_mapping(raw).items() if isinstance(value, str))

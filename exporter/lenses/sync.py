@@ -59,6 +59,9 @@ class LensesSync:
         health: Health,
         telemetry: Telemetry,
         shard: Shard | None = None,
+        group_roundtrip_unit: str | None = None,
+        group_metadata_labels: tuple[str, ...] | None = None,
+        listing_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.settings = settings
         self.group = group
@@ -66,6 +69,18 @@ class LensesSync:
         self.telemetry = telemetry
         self.shard = shard or Shard()
         self.target = settings.name
+        # The group is shared by every HQ: when its round-trip unit is not this HQ's, each environment is
+        # converted before rendering.
+        self._roundtrip_scale = (
+            ROUNDTRIP_UNITS[settings.roundtrip_duration_unit]
+            / ROUNDTRIP_UNITS[group_roundtrip_unit or settings.roundtrip_duration_unit]
+        )
+        self._listing_slots = listing_slots or asyncio.Semaphore(1)
+        """Shared by every HQ's sync: bounds the full listings in flight at once."""
+        self._metadata_keys = frozenset(settings.metadata_labels)
+        self._strip_metadata = bool(set(group_metadata_labels or ()) - self._metadata_keys)
+        self._filtered: set[str] = set()
+        """Environments this HQ's include/exclude filters skip now."""
         self.status = health.register(SOURCE, self.target)
         self.client = LensesClient(settings, telemetry)
         self.relist = asyncio.Event()
@@ -115,7 +130,8 @@ class LensesSync:
         """One full listing, applied only when complete; returns whether it succeeded."""
         started_wall = time.monotonic()
         try:
-            items, request_id = await self.client.list_environments()
+            async with self._listing_slots:
+                items, request_id = await self.client.list_environments()
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
@@ -138,7 +154,16 @@ class LensesSync:
             environment = self._decode(raw, request_id)
             if environment is not None and self.shard.owns(environment.name):
                 environments[environment.name] = environment
+        skipped = {name for name, environment in environments.items() if not self._keeps(environment)}
+        for name in skipped:
+            del environments[name]
+        self._filtered = skipped
+        self.status.objects_skipped(len(skipped))
         return environments
+
+    def _keeps(self, environment: Environment) -> bool:
+        """Whether this HQ's include/exclude filters export the environment."""
+        return self.settings.selection.keeps({"environment": environment.name, "tier": environment.tier})
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
         try:
@@ -281,7 +306,23 @@ class LensesSync:
         return dataclasses.replace(environment, transitions=transitions)
 
     def _render(self, environment: Environment) -> Rendered:
-        return self.group.render(environment, common_values(environment))
+        return self.group.render(self._for_group(environment), common_values(environment, self.target))
+
+    def _for_group(self, environment: Environment) -> Environment:
+        """The environment as the shared group reads it: its round trip in the group's unit and only this
+        HQ's metadata keys (other HQs may allow more)."""
+        agent = environment.agent
+        if self._roundtrip_scale != 1.0 and agent is not None and agent.roundtrip_duration is not None:
+            agent = dataclasses.replace(
+                agent, roundtrip_duration=agent.roundtrip_duration * self._roundtrip_scale
+            )
+            environment = dataclasses.replace(environment, agent=agent)
+        if self._strip_metadata and environment.metadata.keys() - self._metadata_keys:
+            metadata = {
+                key: value for key, value in environment.metadata.items() if key in self._metadata_keys
+            }
+            environment = dataclasses.replace(environment, metadata=metadata)
+        return environment
 
     # -- live stream -----------------------------------------------------------------------------
 
@@ -374,12 +415,20 @@ class LensesSync:
         elif name == "environment_updated":
             environment = self._decode(data, request_id)
             if environment is not None and self.shard.owns(environment.name):
-                self._put(environment)
+                if self._keeps(environment):
+                    self._filtered.discard(environment.name)
+                    self._put(environment)
+                else:  # filtered out now (its tier may have changed): its series go
+                    self._filtered.add(environment.name)
+                    self._delete(environment.name)
+                self.status.objects_skipped(len(self._filtered))
         else:
             deleted = data.get("name") if isinstance(data, dict) else None
             if not isinstance(deleted, str):
                 self._invalid_event(name, "deletion has no `name`", request_id)
                 return
+            self._filtered.discard(deleted)
+            self.status.objects_skipped(len(self._filtered))
             self._delete(deleted)
 
     def _invalid_event(self, event: str, error: str, request_id: str) -> None:
