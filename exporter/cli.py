@@ -278,6 +278,13 @@ def _add_mixin(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     dashboards.add_argument("--runbook-url", metavar="URL", help=runbook_help)
     dashboards.add_argument(
+        "--cluster-label",
+        default="",
+        metavar="LABEL",
+        help="a label (e.g. cluster) every query selects and keeps, for one Prometheus over several "
+        "clusters (default: none)",
+    )
+    dashboards.add_argument(
         "--output", default=".", metavar="DIR", help="directory to write into (default: .)"
     )
 
@@ -619,6 +626,7 @@ def _mixin(arguments: argparse.Namespace) -> int:
             dashboard_settings = mixin.DashboardSettings(
                 mixin.check_link_prefix(arguments.link_prefix, "--link-prefix"),
                 arguments.runbook_url or mixin.DEFAULT_RUNBOOK_URL,
+                mixin.check_cluster_label(arguments.cluster_label, "--cluster-label"),
             )
             files = mixin.render_dashboards(dashboard_settings)
     except (mixin.MixinError, UsageError) as error:

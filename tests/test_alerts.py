@@ -253,9 +253,37 @@ def test_generator_overrides_job_selector_and_thresholds(tmp_path: Path) -> None
     assert {rule["for"] for rule in disconnected} == {"17m"}
     assert all("17m" in rule["annotations"]["description"] for rule in disconnected)
     roundtrip = next(rule for rule in rules if rule["alert"] == "LensesHQAgentRoundtripHigh")
-    assert roundtrip["expr"].rstrip().endswith("> 2.5")
+    assert "> 2.5\n" in roundtrip["expr"]
     result = run(require_binary("promtool"), "check", "rules", str(output))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_environment_alerts_aggregate_by_target_and_name_the_hq() -> None:
+    for rule in alert_rules():
+        if "lenses_environment_" not in rule["expr"]:
+            continue
+        for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+            if "environment" in grouping:
+                assert grouping.startswith("target, environment, tier"), (rule["alert"], grouping)
+        assert "$labels.target" in rule["annotations"]["description"], rule["alert"]
+        assert "$labels.display_name" in rule["annotations"]["description"], rule["alert"]
+
+
+def test_a_cluster_label_is_kept_by_every_aggregation(tmp_path: Path) -> None:
+    output = tmp_path / "rules.yml"
+    generate.main(["--set", "cluster_label=cluster", "--output", str(output)])
+    rules = alert_rules(output.read_text())
+    for rule in rules:
+        for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+            assert "cluster" in [label.strip() for label in grouping.split(",")], (rule["alert"], grouping)
+    assert ", cluster)" not in render()
+    result = run(require_binary("promtool"), "check", "rules", str(output))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_cluster_label_must_be_a_label_name() -> None:
+    with pytest.raises(ValueError, match="cluster_label"):
+        AlertSettings(cluster_label="cluster-name")
 
 
 @pytest.mark.parametrize(
