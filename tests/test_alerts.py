@@ -379,8 +379,14 @@ async def test_alertmanager_example_inhibits_warnings_of_an_environment_with_a_c
     now = datetime.now(UTC)
     window = {"startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat()}
 
-    def alert(name: str, severity: str, environment: str) -> dict[str, Any]:
-        labels = {"alertname": name, "severity": severity, "environment": environment, "tier": "production"}
+    def alert(name: str, severity: str, environment: str, target: str = "hq-eu") -> dict[str, Any]:
+        labels = {
+            "alertname": name,
+            "severity": severity,
+            "target": target,
+            "environment": environment,
+            "tier": "production",
+        }
         return {"labels": labels, **window}
 
     async with httpx.AsyncClient(base_url=alertmanager) as client:
@@ -390,18 +396,24 @@ async def test_alertmanager_example_inhibits_warnings_of_an_environment_with_a_c
                 alert("LensesHQAgentDisconnected", "critical", "payments"),
                 alert("LensesHQIssuesReported", "warning", "payments"),
                 alert("LensesHQIssuesReported", "warning", "orders"),
+                alert("LensesHQIssuesReported", "warning", "payments", target="hq-us"),
             ],
         )
         assert posted.status_code == 200
 
-        async def states() -> dict[tuple[str, str], list[str]] | None:
+        async def states() -> dict[tuple[str, str, str], list[str]] | None:
             listed = (await client.get("/api/v2/alerts")).json()
             found = {
-                (item["labels"]["alertname"], item["labels"]["environment"]): item["status"]["inhibitedBy"]
+                (item["labels"]["alertname"], item["labels"]["target"], item["labels"]["environment"]): item[
+                    "status"
+                ]["inhibitedBy"]
                 for item in listed
             }
-            return found if len(found) == 3 and found[("LensesHQIssuesReported", "payments")] else None
+            ready = len(found) == 4 and found[("LensesHQIssuesReported", "hq-eu", "payments")]
+            return found if ready else None
 
         found = await eventually(states, what="the payments warning to be inhibited")
-    assert found[("LensesHQAgentDisconnected", "payments")] == []
-    assert found[("LensesHQIssuesReported", "orders")] == []
+    assert found[("LensesHQAgentDisconnected", "hq-eu", "payments")] == []
+    assert found[("LensesHQIssuesReported", "hq-eu", "orders")] == []
+    # Another HQ's environment of the same name is another environment: its warning stays.
+    assert found[("LensesHQIssuesReported", "hq-us", "payments")] == []
