@@ -165,6 +165,21 @@ SELF_METRICS = (
         ("source", "target"),
     ),
     SelfMetric(
+        "rate_limit_remaining",
+        "gauge",
+        "lenses_hq_exporter_rate_limit_remaining",
+        "Requests left in the target's rate-limit window, from X-RateLimit-Remaining on its last answer "
+        "that carried it.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "rate_limit_limit",
+        "gauge",
+        "lenses_hq_exporter_rate_limit_limit",
+        "The target's rate-limit budget, from X-RateLimit-Limit on its last answer that carried it.",
+        ("source", "target"),
+    ),
+    SelfMetric(
         "objects_filtered",
         "gauge",
         "lenses_hq_exporter_objects_filtered",
@@ -193,6 +208,8 @@ class Telemetry:
     sse_reconnects: Counter
     objects: Gauge
     objects_filtered: Gauge
+    rate_limit_remaining: Gauge
+    rate_limit_limit: Gauge
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)

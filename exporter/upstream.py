@@ -245,8 +245,10 @@ async def fetch_json(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None = None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool] = same_host,
+    on_response: Callable[[httpx.Response], None] | None = None,
 ) -> tuple[Any, str]:
-    """GET a JSON document; returns (decoded body, request id).
+    """GET a JSON document; returns (decoded body, request id). `on_response` sees every answer's headers
+    (errors and redirects included).
 
     The body is read up to `max_bytes`. Redirects are followed up to five times; the auth headers are sent
     to the new location only when `credentials_follow(original, new)` allows it, otherwise the fetch fails
@@ -254,7 +256,9 @@ async def fetch_json(
     """
     telemetry.requests.labels(source, endpoint).inc()
     try:
-        return await _fetch(client, url, endpoint, max_bytes, auth_headers, params, credentials_follow)
+        return await _fetch(
+            client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, on_response
+        )
     except UpstreamError as error:
         telemetry.failures.labels(source, endpoint, error.reason).inc()
         raise
@@ -268,6 +272,7 @@ async def _fetch(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool],
+    on_response: Callable[[httpx.Response], None] | None = None,
 ) -> tuple[Any, str]:
     original = httpx.URL(url, params=params)
     target = original
@@ -279,6 +284,8 @@ async def _fetch(
         except httpx.TransportError as error:
             raise transport_error(endpoint, error) from None
         request_id = request_id_of(response, body)
+        if on_response is not None:
+            on_response(response)
         if response.is_redirect:
             location = response.headers.get("location", "")
             new = target.join(location)

@@ -164,6 +164,7 @@ class ConfluentClient:
             auth_headers=lambda: headers,
             params=params,
             credentials_follow=credentials_may_follow,
+            on_response=self._note_rate_limit,
         )
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise UpstreamError(
@@ -175,6 +176,16 @@ class ConfluentClient:
             error.request_id = request_id
             raise
         return body["data"], next_token, request_id
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        """The budget the answer reports (`X-RateLimit-Limit` / `-Remaining`), whatever its status."""
+        for header, gauge in (
+            ("x-ratelimit-remaining", self.telemetry.rate_limit_remaining),
+            ("x-ratelimit-limit", self.telemetry.rate_limit_limit),
+        ):
+            value = response.headers.get(header, "").strip()
+            if value.isascii() and value.isdigit():
+                gauge.labels(SOURCE, self.target.name).set(int(value))
 
     async def list_agents(self) -> AgentListing:
         """Every page, in order, retrying each page on rate limits, 5xx and network trouble.

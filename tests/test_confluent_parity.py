@@ -1,5 +1,6 @@
-"""Flink agents' `metadata.labels` on an allowlist per target: `confluent_flink_agent_labels_info` over real
-HTTP, with a label for every allowed key (empty when the agent has none) and nothing for the rest."""
+"""Confluent parity over real HTTP: agents' `metadata.labels` on an allowlist per target
+(`confluent_flink_agent_labels_info`, a label for every allowed key, empty when the agent has none, nothing
+for the rest), and the rate-limit budget read from every answer."""
 
 from __future__ import annotations
 
@@ -49,3 +50,27 @@ def agent_name(simulator: Simulator) -> str:
     world = simulator.world
     (first, *_) = world.agents(world.confluent_environment_ids[0])
     return str(first["name"])
+
+
+async def test_the_rate_limit_budget_is_read_from_every_answer() -> None:
+    async with Simulator(simulator_options(environments=0, agents=3)) as simulator:
+        simulator.faults.rate_limit_capacity = 50.0
+        simulator.faults.rate_limit_per_second = 0.001  # no refill to speak of: each request spends one
+        target = confluent_target(simulator, page_size=1)
+        async with running_settings(Settings(confluent=ConfluentSettings((target,)))) as exporter:
+
+            async def budget() -> tuple[float | None, float | None]:
+                return (
+                    await exporter.value("lenses_hq_exporter_rate_limit_limit", target="flink"),
+                    await exporter.value("lenses_hq_exporter_rate_limit_remaining", target="flink"),
+                )
+
+            async def listed() -> bool:
+                return await exporter.value("lenses_hq_exporter_up", target="flink") == 1
+
+            await eventually(listed, what="the listing complete")
+            limit, remaining = await budget()
+            pages = len(simulator.world.agents(simulator.world.confluent_environment_ids[0]))
+    # The listing's pages were all answered 200, each spending one request of the budget.
+    assert limit == 50
+    assert remaining == 50 - pages
