@@ -325,6 +325,40 @@ async def test_roundtrip_unit_and_kafka_connections_poll() -> None:
             assert (
                 await exporter.value("lenses_environment_agent_roundtrip_seconds", environment="text") == 0.25
             )
+            text = await exporter.text()
+        connections = {
+            (s.labels["connection"], s.labels["auth_type"], s.labels["brokers_overridden"], s.value)
+            for s in parse_samples(text)
+            if s.name == "lenses_environment_kafka_connection_info"
+        }
+        assert connections == {("main", "plaintext", "true", 1.0), ("backup", "plaintext", "false", 1.0)}
+        assert "b:9092" not in text, "broker addresses are never exported"
+        promtool_check_metrics(text)
+
+
+async def test_kafka_connections_with_an_auth_type_and_no_poll() -> None:
+    async with Simulator(simulator_options(environments=0)) as simulator:
+        simulator.world.put_raw_environment(copy.deepcopy(SEED_ENVIRONMENT))
+        simulator.world.put_connection(
+            "text", "secure", {"auth": {"sasl_scram": {"username": "u", "password": "p4ss"}}}
+        )
+        async with running_exporter(
+            lenses_settings(simulator, sse=False, kafka_connections=True)
+        ) as exporter:
+
+            async def info() -> list[dict[str, str]]:
+                return [
+                    s.labels
+                    for s in await exporter.samples()
+                    if s.name == "lenses_environment_kafka_connection_info"
+                ]
+
+            (labels,) = await eventually(info, what="the connection's info")
+            assert (labels["auth_type"], labels["brokers_overridden"]) == ("sasl_scram", "false")
+            assert "p4ss" not in await exporter.text()
+        async with running_exporter(lenses_settings(simulator, sse=False)) as exporter:
+            await eventually(lambda: exporter.value("lenses_environment_info", environment="text"))
+            assert "lenses_environment_kafka_connection_info" not in await exporter.text()
 
 
 # -- faults ------------------------------------------------------------------------------------------

@@ -253,6 +253,28 @@ def build() -> dashboard.Dashboard:
                 height=12,
             )
         )
+        .with_panel(
+            table_panel(
+                "Kafka connections",
+                "Each Kafka connection HQ defines for an environment, its auth type and whether it overrides "
+                "the agent's brokers (shown when the exporter polls Kafka connections).",
+                [
+                    Column(
+                        "connection",
+                        "max by (target, environment, connection, auth_type, brokers_overridden) "
+                        f"(lenses_environment_kafka_connection_info{{{FILTER}}})",
+                        hidden=True,
+                    )
+                ],
+                keep=["target", "environment", "connection", "auth_type", "brokers_overridden"],
+                rename={
+                    "target": "HQ",
+                    "auth_type": "auth type",
+                    "brokers_overridden": "brokers overridden",
+                },
+                height=8,
+            )
+        )
         .with_row(row("Trends"))
         .with_panel(
             timeseries_panel(

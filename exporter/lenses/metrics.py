@@ -226,6 +226,15 @@ def build_group(
             lambda e: _one(None if e.kafka_connections is None else float(e.kafka_connections)),
         ),
     ]
+    families.append(
+        _gauge(
+            "lenses_environment_kafka_connection_info",
+            "Each Kafka connection defined for the environment: its auth type and whether it overrides the "
+            "agent's brokers (when that poll is switched on); value 1.",
+            lambda e: ((details, 1) for details in e.kafka_connection_details),
+            ("connection", "auth_type", "brokers_overridden"),
+        )
+    )
     if metadata_labels:
         families.append(
             _gauge(

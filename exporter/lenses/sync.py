@@ -24,7 +24,9 @@ from exporter.lenses.model import (
     NO_TRANSITIONS,
     Environment,
     InvalidEnvironment,
+    KafkaConnection,
     decode_environment,
+    decode_kafka_connection,
 )
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
@@ -88,7 +90,8 @@ class LensesSync:
         self._environments: dict[str, Environment] = {}
         self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
         self._listing_started = float("-inf")  # when the listing applied last was requested
-        self._connections: dict[str, int] = {}
+        self._connections: dict[str, tuple[int, tuple[KafkaConnection, ...]]] = {}
+        """Per environment, how many Kafka connections HQ lists and the usable ones' details."""
         self._invalid_logged: set[str] = set()
         self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
         self._roundtrip_warned = False
@@ -227,7 +230,10 @@ class LensesSync:
         async def one(name: str) -> None:
             async with limit:
                 try:
-                    self._connections[name] = await self.client.count_kafka_connections(name)
+                    items = await self.client.list_kafka_connections(name)
+                    decoded = (decode_kafka_connection(item) for item in items)
+                    details = tuple(sorted({c for c in decoded if c is not None}))
+                    self._connections[name] = (len(items), details)
                 except UpstreamError as error:
                     self._connections.pop(name, None)
                     log.warning(
@@ -285,10 +291,13 @@ class LensesSync:
             del self._invalid_fields_logged[name]
 
     def _with_connections(self, environment: Environment) -> Environment:
-        count = self._connections.get(environment.name)
-        if count is None or not self.settings.kafka_connections or count == environment.kafka_connections:
+        known = self._connections.get(environment.name)
+        if known is None or not self.settings.kafka_connections:
             return environment
-        return dataclasses.replace(environment, kafka_connections=count)
+        count, details = known
+        if count == environment.kafka_connections and details == environment.kafka_connection_details:
+            return environment
+        return dataclasses.replace(environment, kafka_connections=count, kafka_connection_details=details)
 
     @staticmethod
     def _with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
