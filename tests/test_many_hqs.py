@@ -8,7 +8,7 @@ from collections import Counter
 from exporter.config import Settings
 from exporter.simulator.server import Simulator
 from tests.lenses_fixtures import lenses_settings, running_settings, simulator_options
-from tests.support import eventually, parse_samples, promtool_check_metrics
+from tests.support import LandingPage, eventually, parse_samples, promtool_check_metrics
 
 HQS = ("hq-eu", "hq-us")
 
@@ -88,3 +88,22 @@ async def test_one_hq_down_leaves_the_other_hqs_series_and_up_untouched() -> Non
         assert _lenses_series(after, HQS[1]) == _lenses_series(before, HQS[1])
         # The HQ that went down keeps its last good series (its `up` says they are stale).
         assert _lenses_series(after, HQS[0]) == _lenses_series(before, HQS[0])
+
+
+async def test_the_landing_page_lists_each_hq() -> None:
+    async with (
+        Simulator(simulator_options(environments=3)) as first,
+        Simulator(simulator_options(environments=2)) as second,
+        running_settings(_two_hq_settings(first, second)) as exporter,
+    ):
+
+        async def both_listed() -> bool:
+            values = [await exporter.value("lenses_hq_exporter_objects", target=hq) for hq in HQS]
+            return values == [3.0, 2.0]
+
+        await eventually(both_listed, what="both HQs listed")
+        page = LandingPage((await exporter.client.get(exporter.url + "/")).text)
+    rows = {row["target"]: row for row in page.targets()}
+    assert set(rows) == set(HQS)
+    assert [rows[hq]["objects"] for hq in HQS] == ["3", "2"]
+    assert all(rows[hq]["source"] == "lenses" for hq in HQS)
