@@ -26,6 +26,7 @@ from exporter.config import (
     ConfluentSettings,
     ConfluentTarget,
     LensesSettings,
+    Selection,
     Settings,
     WebSettings,
     check_listen_address,
@@ -496,6 +497,7 @@ def summary(settings: Settings) -> list[str]:
             f"re-list every {format_duration(lenses.poll_interval)}, "
             f"live stream {'on' if lenses.sse else 'off'}"
             + (", kafka connections on" if lenses.kafka_connections else "")
+            + describe_selection(lenses.selection)
         )
     for target in settings.confluent.targets:
         if target.token is not None:
@@ -510,8 +512,29 @@ def summary(settings: Settings) -> list[str]:
             f"environment {target.environment_id}, {credentials}, "
             f"poll every {format_duration(target.poll_interval)}"
             + (f", tier {target.tier}" if target.tier else "")
+            + describe_selection(target.selection)
+        )
+    metrics = settings.metrics
+    if metrics.allow or metrics.deny:
+        lines.append(
+            "metrics: "
+            + ", ".join(
+                f"{word} {' '.join(patterns)}"
+                for word, patterns in (("allow", metrics.allow), ("deny", metrics.deny))
+                if patterns
+            )
         )
     return [f"configuration OK ({settings.source})", *(f"  {line}" for line in lines)]
+
+
+def describe_selection(selection: Selection) -> str:
+    """`, include tier=~production, exclude environment=~sandbox-.*` (empty without filters)."""
+    parts = [
+        f"{word} " + " ".join(f"{name}=~{pattern.pattern}" for name, pattern in part.patterns)
+        for word, part in (("include", selection.include), ("exclude", selection.exclude))
+        if part.patterns
+    ]
+    return "".join(f", {part}" for part in parts)
 
 
 def printable(text: str) -> str:
