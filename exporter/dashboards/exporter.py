@@ -196,9 +196,18 @@ def build() -> dashboard.Dashboard:
         .with_panel(
             timeseries_panel(
                 "Objects per target",
-                "Environments or agents each target holds.",
+                "Environments or agents each target holds, and those its include/exclude filters skip.",
                 "none",
-                [query(select("lenses_hq_exporter_objects"), "{{instance}} {{source}}/{{target}}")],
+                [
+                    query(
+                        select("lenses_hq_exporter_objects"), "{{instance}} {{source}}/{{target}}", ref="A"
+                    ),
+                    query(
+                        select("lenses_hq_exporter_objects_filtered"),
+                        "{{instance}} {{source}}/{{target}} filtered",
+                        ref="B",
+                    ),
+                ],
                 span=8,
             )
         )
@@ -285,6 +294,23 @@ def build() -> dashboard.Dashboard:
                         "/ sum by (source, endpoint) "
                         f"(rate({select('lenses_hq_exporter_upstream_requests_total')}[$__rate_interval]))",
                         "{{source}} {{endpoint}}",
+                    )
+                ],
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Rate-limit budget left",
+                "Share of each target's rate-limit budget left, from X-RateLimit-Remaining and "
+                "X-RateLimit-Limit on its answers (Confluent targets): it runs out before requests are "
+                "refused.",
+                "percentunit",
+                [
+                    query(
+                        f"min by (source, target) ({select('lenses_hq_exporter_rate_limit_remaining')})\n"
+                        f"/ max by (source, target) ({select('lenses_hq_exporter_rate_limit_limit')})",
+                        "{{source}}/{{target}}",
                     )
                 ],
                 span=8,
