@@ -3,12 +3,16 @@ keep their series apart by `target`, and one HQ going down touches nothing of th
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
+
+import pytest
 
 from exporter.config import Settings
 from exporter.simulator.server import Simulator
 from tests.lenses_fixtures import lenses_settings, running_settings, simulator_options
 from tests.support import LandingPage, eventually, parse_samples, promtool_check_metrics
+from tests.test_lenses import SEED_ENVIRONMENT
 
 HQS = ("hq-eu", "hq-us")
 
@@ -107,3 +111,45 @@ async def test_the_landing_page_lists_each_hq() -> None:
     assert set(rows) == set(HQS)
     assert [rows[hq]["objects"] for hq in HQS] == ["3", "2"]
     assert all(rows[hq]["source"] == "lenses" for hq in HQS)
+
+
+async def test_each_hq_keeps_its_own_round_trip_unit_and_metadata_allowlist() -> None:
+    seed = copy.deepcopy(SEED_ENVIRONMENT)
+    seed["status"]["agent"]["roundtrip_duration"] = 250
+    seed["metadata"] = {"team": "payments", "region": "eu-west-1"}
+    async with (
+        Simulator(simulator_options(environments=0)) as first,
+        Simulator(simulator_options(environments=0)) as second,
+    ):
+        for simulator in (first, second):
+            simulator.world.put_raw_environment(copy.deepcopy(seed))
+        hqs = (
+            lenses_settings(
+                first, name=HQS[0], sse=False, roundtrip_duration_unit="ms", metadata_labels=("team",)
+            ),
+            lenses_settings(second, name=HQS[1], sse=False, metadata_labels=("region",)),
+        )
+        async with running_settings(Settings(lenses=hqs[0], lenses_targets=hqs)) as exporter:
+
+            async def both() -> bool:
+                values = [
+                    await exporter.value("lenses_environment_agent_roundtrip_seconds", target=hq)
+                    for hq in HQS
+                ]
+                return None not in values
+
+            await eventually(both, what="both HQs' round trips")
+            text = await exporter.text()
+    promtool_check_metrics(text)
+    samples = parse_samples(text)
+    roundtrip = {
+        s.labels["target"]: s.value for s in samples if s.name == "lenses_environment_agent_roundtrip_seconds"
+    }
+    assert roundtrip == {HQS[0]: 0.25, HQS[1]: pytest.approx(250e-9)}
+    metadata = {
+        s.labels["target"]: (s.labels["metadata_team"], s.labels["metadata_region"])
+        for s in samples
+        if s.name == "lenses_environment_metadata_info"
+    }
+    # The family has both HQs' keys; each HQ fills only the keys it allows.
+    assert metadata == {HQS[0]: ("payments", ""), HQS[1]: ("", "eu-west-1")}
