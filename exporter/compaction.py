@@ -32,8 +32,11 @@ class Compactor:
         store.on_change = self._changed.set
 
     async def run(self) -> None:
-        """Join and deflate changed pieces until cancelled."""
-        await asyncio.gather(self._join_forever(), self._deflate_forever())
+        """Join and deflate changed pieces until cancelled; if either loop fails, the other is cancelled too,
+        so that a restart (see `exporter.supervisor`) does not leave a second copy running."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._join_forever())
+            group.create_task(self._deflate_forever())
 
     async def _join_forever(self) -> None:
         store = self.store

@@ -49,6 +49,10 @@ class TLSSettings:
     insecure_skip_verify: bool = False
 
 
+DEADLINE_FACTOR = 3
+"""`request_deadline` defaults to this many times `timeout`: a few slow reads, never a trickle for ever."""
+
+
 @dataclass(frozen=True)
 class ObjectFilter:
     """Regular expressions, by field name, that an object's fields must all match in full."""
@@ -105,10 +109,16 @@ class LensesSettings:
     sse_idle_timeout: float = 45.0
     sse_max_event_bytes: int = 8 * 1024 * 1024
     sse_unavailable_probe_interval: float = 600.0  # after a 404/501 on the stream
-    max_body_bytes: int = 256 * 1024 * 1024
+    max_body_bytes: int = 16 * 1024 * 1024  # docs/operations.md: sized for the shipped 256Mi limit
     kafka_connections_concurrency: int = 8
     selection: Selection = field(default_factory=Selection)
     """Which environments are exported, by `environment` (name) and `tier`."""
+    request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds a whole request (connect, headers, body) may take; the stream's opening too."""
+        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
 
 
 @dataclass(frozen=True)
@@ -128,7 +138,7 @@ class ConfluentTarget:
     tls: TLSSettings = field(default_factory=TLSSettings)
     page_size: int = 100
     max_pages: int = 1000
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = 8 * 1024 * 1024  # one page of at most 100 agents
     # Optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128; out of the repr, since
     # it may carry a password.
     proxy_url: str = field(default="", repr=False)
@@ -136,6 +146,12 @@ class ConfluentTarget:
     """The agents' `metadata.labels` keys exported on `confluent_flink_agent_labels_info`."""
     selection: Selection = field(default_factory=Selection)
     """Which agents are exported, by `agent` (name) and `kafka_cluster_id`."""
+    request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one page request (connect, headers, body) may take."""
+        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
 
 
 @dataclass(frozen=True)
@@ -651,6 +667,7 @@ LENSES_KEYS = (
     "kafka_connections_concurrency",
     "include",
     "exclude",
+    "request_deadline",
 )
 CONFLUENT_KEYS = ("targets", "concurrency")
 TARGET_KEYS = (
@@ -675,6 +692,7 @@ TARGET_KEYS = (
     "labels",
     "include",
     "exclude",
+    "request_deadline",
 )
 
 NO_SOURCE = (
@@ -876,6 +894,7 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
     name = section.string("name") or url_host(url)
     if not name.strip():
         raise ConfigError(f"{section.at('name')}: empty")
+    timeout = section.duration("timeout", 10.0)
     return LensesSettings(
         name=name,
         url=url,
@@ -885,12 +904,13 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
         kafka_connections=section.boolean("kafka_connections", False),
         metadata_labels=_metadata_labels(section),
         roundtrip_duration_unit=section.choice("roundtrip_duration_unit", tuple(ROUNDTRIP_UNITS), "ns"),
-        timeout=section.duration("timeout", 10.0),
+        timeout=timeout,
+        request_deadline=_request_deadline(section, timeout),
         tls=_tls(section.section("tls", TLS_KEYS)),
         sse_idle_timeout=section.duration("sse_idle_timeout", 45.0),
         sse_max_event_bytes=section.size("sse_max_event_bytes", 8 * 1024 * 1024),
         sse_unavailable_probe_interval=section.duration("sse_unavailable_probe_interval", 600.0),
-        max_body_bytes=section.size("max_body_bytes", 256 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 16 * 1024 * 1024),
         kafka_connections_concurrency=section.integer("kafka_connections_concurrency", 8, 1, 256),
         selection=_selection(section, LENSES_FILTER_FIELDS),
     )
@@ -954,6 +974,7 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
     name = section.string("name") or environment_id
     if not name.strip():
         raise ConfigError(f"{section.at('name')}: empty")
+    timeout = section.duration("timeout", 10.0)
     return ConfluentTarget(
         name=name,
         url=url,
@@ -964,15 +985,26 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
         token=token,
         tier=section.choice("tier", TIERS, ""),
         poll_interval=section.duration("poll_interval", 60.0),
-        timeout=section.duration("timeout", 10.0),
+        timeout=timeout,
+        request_deadline=_request_deadline(section, timeout),
         tls=_tls(section.section("tls", TLS_KEYS)),
         page_size=section.integer("page_size", 100, 1, 100),
         max_pages=section.integer("max_pages", 1000, 1),
-        max_body_bytes=section.size("max_body_bytes", 64 * 1024 * 1024),
+        max_body_bytes=section.size("max_body_bytes", 8 * 1024 * 1024),
         proxy_url=_proxy_url(section),
         labels=_metadata_labels(section, "labels", agent_label_name),
         selection=_selection(section, CONFLUENT_FILTER_FIELDS),
     )
+
+
+def _request_deadline(section: _Section, timeout: float) -> float:
+    """The total deadline of one request: at least the per-read `timeout` it contains."""
+    deadline = section.duration("request_deadline", DEADLINE_FACTOR * timeout)
+    if deadline < timeout:
+        raise ConfigError(
+            f"{section.at('request_deadline')}: must be at least timeout ({timeout:g}s), got {deadline:g}s"
+        )
+    return deadline
 
 
 def _proxy_url(section: _Section) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ SELF_METRICS = (
         "up",
         "gauge",
         "lenses_hq_exporter_up",
-        "1 when the last sync of the target succeeded; data series keep their last good values while 0.",
+        "1 when the last sync of the target succeeded, no longer ago than 3 poll intervals plus the request "
+        "deadline; data series keep their last good values while 0.",
         ("source", "target"),
     ),
     SelfMetric(
@@ -257,6 +259,7 @@ class TargetStatus:
     stream: str = ""  # "", "connected", "reconnecting", "unavailable"
     error_labels: tuple[str, str] | None = None
     """The (reason, upstream_type) of `last_error_info` while the last sync failed."""
+    stale_after: float | None = None  # seconds without a success after which `up` is 0 (`check_freshness`)
 
     def __post_init__(self) -> None:
         self.telemetry.up.labels(self.source, self.name).set(0)
@@ -264,6 +267,7 @@ class TargetStatus:
         self.telemetry.objects_filtered.labels(self.source, self.name).set(0)
         self.telemetry.last_success.labels(self.source, self.name).set(0)
         self.telemetry.sync_duration.labels(self.source, self.name).set(0)
+        self.telemetry.internal_errors.labels(self.source, self.name)  # at 0 until a loop fails
 
     def succeeded(self, duration: float, objects: int) -> None:
         """Record a complete sync; logs once when the target comes back."""
@@ -311,6 +315,23 @@ class TargetStatus:
         if duration is not None:
             self.telemetry.sync_duration.labels(self.source, self.name).set(duration)
 
+    def check_freshness(self, now: float) -> None:
+        """`up` cannot outlive the data: a target up whose last success is older than `stale_after` is
+        marked failed, whatever its loop believes (a sync stuck or waiting out a long Retry-After)."""
+        if self.up and self.stale_after is not None and now - self.last_success > self.stale_after:
+            self.failed(f"stale: no successful sync for {now - self.last_success:.0f}s", reason="stale")
+
+
+def stale_after(poll_interval: float, deadline: float) -> float:
+    """How old a target's last success may be before `up` says 0: three poll intervals (two missed polls
+    and the one running) plus one request's total deadline. The LensesHQExporterStale alert uses the same
+    rule."""
+    return 3 * poll_interval + deadline
+
+
+FRESHNESS_CHECK_INTERVAL = 1.0
+"""Seconds between two freshness checks of every target (a comparison per target: negligible)."""
+
 
 class Health:
     """Every target's status, by (source, name)."""
@@ -319,11 +340,20 @@ class Health:
         self.telemetry = telemetry
         self.targets: dict[tuple[str, str], TargetStatus] = {}
 
-    def register(self, source: str, name: str) -> TargetStatus:
-        """A new target, pending its first sync."""
-        status = TargetStatus(source, name, self.telemetry)
+    def register(self, source: str, name: str, stale_after: float | None = None) -> TargetStatus:
+        """A new target, pending its first sync; `up` turns 0 once its last success is older than
+        `stale_after` seconds (None: never on age alone)."""
+        status = TargetStatus(source, name, self.telemetry, stale_after=stale_after)
         self.targets[(source, name)] = status
         return status
+
+    async def watch_freshness(self) -> None:
+        """Check every target's freshness once a second, until cancelled."""
+        while True:
+            now = time.time()
+            for status in self.targets.values():
+                status.check_freshness(now)
+            await asyncio.sleep(FRESHNESS_CHECK_INTERVAL)
 
     def pending(self) -> list[str]:
         """Targets that have not finished a first sync, as `source/name`."""

@@ -5,7 +5,8 @@ garbage collection would scan, a pause of hundreds of milliseconds at fleet scal
 the collector's scans (reference counting still frees them when replaced; none of them form cycles). The
 listing's parsed JSON was a transient peak of tens of megabytes that glibc keeps for reuse once freed, so
 the resident size would stay at the peak: `malloc_trim` hands the free pages back. It exists in glibc
-only; elsewhere that step does nothing.
+only; elsewhere that step does nothing. What a failed request left in reference cycles is collected before
+the freeze, so a failure never pins its body for good.
 """
 
 from __future__ import annotations
@@ -29,8 +30,25 @@ def _malloc_trim() -> Callable[[int], int] | None:
 _trim = _malloc_trim()
 
 
+_failed_since_settled = False
+
+
+def note_failure() -> None:
+    """A request or loop failed: its exception, traceback and the frames holding its body may form a cycle
+    that only a collection frees (the retry policy keeps the exception that refers back to it). Collected
+    before the next freeze, which would otherwise make it immortal."""
+    global _failed_since_settled
+    _failed_since_settled = True
+
+
 def settle_after_listing() -> None:
-    """Freeze the long-lived state out of the collector's scans and give free heap pages back."""
+    """Collect what failures since the last listing left behind (only then: a full collection of a fleet's
+    state costs a pause), freeze the long-lived state out of the collector's scans and give free heap pages
+    back."""
+    global _failed_since_settled
+    if _failed_since_settled:
+        _failed_since_settled = False
+        gc.collect()
     gc.freeze()
     if _trim is not None:
         _trim(0)

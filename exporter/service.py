@@ -19,6 +19,7 @@ from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.store import Store
+from exporter.supervisor import supervise
 from exporter.web import SERVER_LIMITS, make_app
 from exporter.webconfig import load_web_config
 
@@ -122,11 +123,23 @@ class Exporter:
         except BaseException:
             await self._runner.cleanup()
             raise
+        # Each source supervises its own loops; the compactor has no target to mark down, only a count.
         self._tasks = [
             asyncio.create_task(_started_after(delay, source))
             for delay, source in zip(start_delays(len(self.sources)), self.sources, strict=True)
         ]
-        self._tasks.append(asyncio.create_task(self.compactor.run()))
+        compactor = supervise(
+            "compactor", self.compactor.run, source="exporter", target="compactor", telemetry=self.telemetry
+        )
+        self._tasks.append(asyncio.create_task(compactor))
+        freshness = supervise(
+            "freshness",
+            self.health.watch_freshness,
+            source="exporter",
+            target="freshness",
+            telemetry=self.telemetry,
+        )
+        self._tasks.append(asyncio.create_task(freshness))
         log.info(
             "exporter_started",
             listen_address=self.settings.web.listen_address,

@@ -3,6 +3,7 @@ request id, a retry policy that honours Retry-After, and redirects that never le
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -26,8 +27,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from exporter import memory
 from exporter.config import TLSSettings
 from exporter.health import Telemetry
+from exporter.inflate import InflateError, Inflater
 
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 300.0
@@ -58,6 +61,7 @@ class UpstreamError(Exception):
         retry_after: float | None = None,
         upstream_type: str = "",
         upstream_title: str = "",
+        final: bool = False,
     ) -> None:
         super().__init__(message)
         self.reason = reason
@@ -70,11 +74,13 @@ class UpstreamError(Exception):
         """The upstream's own error type (HQ `type`, Confluent `errors[].code`): a bounded token."""
         self.upstream_title = upstream_title
         """The upstream's own words (HQ `title`, Confluent `errors[].detail`): cleaned and cut."""
+        self.final = final
 
     @property
     def retryable(self) -> bool:
-        """Whether trying again soon may help (network trouble, 5xx, 429)."""
-        return self.reason in RETRYABLE_REASONS
+        """Whether trying again soon may help (network trouble, 5xx, 429), unless the failure already took
+        the whole request deadline (`final`): retrying it would multiply the time a sync can hang."""
+        return self.reason in RETRYABLE_REASONS and not self.final
 
     def log_fields(self) -> dict[str, Any]:
         """Fields for a log line: endpoint, status, request id, reason, and the upstream's own error type
@@ -109,7 +115,8 @@ def make_client(
         timeout=httpx.Timeout(timeout, read=read_timeout if read_timeout is not None else timeout),
         verify=verify,
         follow_redirects=False,
-        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        # Only encodings `exporter.inflate` decompresses in bounded slices.
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip, deflate"},
         trust_env=False,
         proxy=proxy or None,
     )
@@ -246,22 +253,47 @@ async def fetch_json(
     params: Mapping[str, str] | None = None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool] = same_host,
     on_response: Callable[[httpx.Response], None] | None = None,
+    deadline: float | None = None,
 ) -> tuple[Any, str]:
     """GET a JSON document; returns (decoded body, request id). `on_response` sees every answer's headers
     (errors and redirects included).
 
-    The body is read up to `max_bytes`. Redirects are followed up to five times; the auth headers are sent
-    to the new location only when `credentials_follow(original, new)` allows it, otherwise the fetch fails
-    without sending them. Every failure is counted and raised as `UpstreamError`.
+    The body is read up to `max_bytes` (on the wire, and again once decompressed). The whole request,
+    redirects, headers and body included, must complete within `deadline` seconds, or it fails as `timeout`
+    and is not retried. Redirects are followed up to five times; the auth headers are sent to the new
+    location only when `credentials_follow(original, new)` allows it, otherwise the fetch fails without
+    sending them. Every failure is counted and raised as `UpstreamError`.
     """
     telemetry.requests.labels(source, endpoint).inc()
     try:
-        return await _fetch(
-            client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, on_response
-        )
+        async with asyncio.timeout(deadline) as scope:
+            return await _fetch(
+                client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, on_response
+            )
+    except TimeoutError:
+        if deadline is None or not scope.expired():
+            raise
+        memory.note_failure()
+        error = deadline_exceeded(endpoint, deadline)
+        telemetry.failures.labels(source, endpoint, error.reason).inc()
+        raise error from None
     except UpstreamError as error:
+        memory.note_failure()
         telemetry.failures.labels(source, endpoint, error.reason).inc()
         raise
+    except Exception:
+        memory.note_failure()
+        raise
+
+
+def deadline_exceeded(endpoint: str, deadline: float) -> UpstreamError:
+    """A request that did not complete within its total deadline: `timeout`, not to be retried."""
+    return UpstreamError(
+        "timeout",
+        f"{endpoint}: no complete answer within the request deadline ({deadline:g}s)",
+        endpoint=endpoint,
+        final=True,
+    )
 
 
 async def _fetch(
@@ -377,20 +409,68 @@ def certificate_failure(endpoint: str, error: BaseException) -> UpstreamError | 
 
 
 async def _read_capped(response: httpx.Response, max_bytes: int, endpoint: str) -> bytes:
+    return await read_bounded(response, max_bytes, endpoint)
+
+
+async def read_bounded(
+    response: httpx.Response, max_bytes: int, endpoint: str, *, truncate: bool = False
+) -> bytes:
+    """The body, at most `max_bytes` on the wire and at most `max_bytes` decompressed, decompressed a slice
+    at a time with a turn of the event loop in between. Beyond a cap it fails as `too_large`, or, with
+    `truncate`, returns what it has (an error body, read only for its request id)."""
+    try:
+        inflater = Inflater(response.headers.get("content-encoding", ""))
+    except InflateError as error:
+        raise _body_error(response, "decode", f"{endpoint}: {error}", endpoint) from None
     chunks: list[bytes] = []
+    try:
+        return await _read_into(response, max_bytes, endpoint, truncate, inflater, chunks)
+    finally:
+        chunks.clear()  # a failure's traceback keeps this frame: it must not keep the body too
+
+
+async def _read_into(
+    response: httpx.Response,
+    max_bytes: int,
+    endpoint: str,
+    truncate: bool,
+    inflater: Inflater,
+    chunks: list[bytes],
+) -> bytes:
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > max_bytes:
-            raise UpstreamError(
-                "too_large",
-                f"{endpoint}: body larger than {max_bytes} bytes",
-                endpoint=endpoint,
-                status=response.status_code,
-                request_id=request_id_of(response),
-            )
-        chunks.append(chunk)
+    try:
+        async for raw in response.aiter_raw():
+            if inflater.wire + len(raw) > max_bytes:
+                if truncate:
+                    break
+                raise _too_large(response, max_bytes, endpoint, "on the wire")
+            for piece in inflater.feed(raw):
+                size += len(piece)
+                if size > max_bytes:
+                    if truncate:
+                        chunks.append(piece[: len(piece) - (size - max_bytes)])
+                        return b"".join(chunks)
+                    raise _too_large(response, max_bytes, endpoint, "decompressed")
+                chunks.append(piece)
+                if inflater.compressed:
+                    await asyncio.sleep(0)  # inflating hundreds of megabytes must not freeze the loop
+    except InflateError as error:
+        if truncate:
+            return b"".join(chunks)
+        raise _body_error(response, error.reason, f"{endpoint}: {error}", endpoint) from None
     return b"".join(chunks)
+
+
+def _too_large(response: httpx.Response, max_bytes: int, endpoint: str, where: str) -> UpstreamError:
+    return _body_error(
+        response, "too_large", f"{endpoint}: body larger than {max_bytes} bytes {where}", endpoint
+    )
+
+
+def _body_error(response: httpx.Response, reason: str, message: str, endpoint: str) -> UpstreamError:
+    return UpstreamError(
+        reason, message, endpoint=endpoint, status=response.status_code, request_id=request_id_of(response)
+    )
 
 
 def _wait_for(fallback: Callable[[RetryCallState], float]) -> Callable[[RetryCallState], float]:

@@ -490,3 +490,33 @@ def test_secret_values_never_appear_in_error_messages(tmp_path: Path) -> None:
 def test_unreadable_config_file_names_the_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.yml: cannot read the config file: No such file"):
         load_settings(tmp_path / "missing.yml", {})
+
+
+def test_request_deadline_defaults_to_three_timeouts_and_is_read_per_source(tmp_path: Path) -> None:
+    settings = load(
+        tmp_path, LENSES + TARGET.replace("api_key: key-1234", "api_key: key-1234\n      timeout: 4s")
+    )
+    lenses = settings.lenses
+    assert lenses is not None
+    (target,) = settings.confluent.targets
+    assert (lenses.deadline, target.deadline) == (30.0, 12.0)
+    text = (
+        LENSES
+        + "  request_deadline: 45s\n"
+        + TARGET.replace("api_key: key-1234", "api_key: key-1234\n      request_deadline: 20s")
+    )
+    settings = load(tmp_path, text)
+    assert settings.lenses is not None and settings.lenses.deadline == 45.0
+    assert settings.confluent.targets[0].deadline == 20.0
+
+
+def test_request_deadline_shorter_than_the_timeout_names_the_field(tmp_path: Path) -> None:
+    assert error_of(tmp_path, LENSES + "  timeout: 10s\n  request_deadline: 5s\n") == (
+        "lenses.request_deadline: must be at least timeout (10s), got 5s"
+    )
+    assert error_of(tmp_path, LENSES + "  request_deadline: soon\n").startswith(
+        "lenses.request_deadline: expected a duration like 30s"
+    )
+    assert target_error(
+        tmp_path, "api_key: key-1234", "api_key: key-1234\n      request_deadline: 1s"
+    ).startswith("confluent.targets[0].request_deadline: must be at least timeout (10s), got 1s")

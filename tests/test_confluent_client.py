@@ -202,7 +202,8 @@ async def test_a_repeated_page_token_fails_the_listing(fake: tuple[FakeConfluent
     state.agents = 1000
     loop = f"{url}{LISTING}?page_token=" + base64.urlsafe_b64encode(b"200").decode()
     state.next_override[3] = loop  # page 3 points back at itself
-    client = ConfluentClient(target_for(url), Telemetry(), sleep=Waits())
+    telemetry = Telemetry()
+    client = ConfluentClient(target_for(url), telemetry, sleep=Waits())
     try:
         with pytest.raises(ListingError) as raised:
             await client.list_agents()
@@ -211,12 +212,14 @@ async def test_a_repeated_page_token_fails_the_listing(fake: tuple[FakeConfluent
     assert raised.value.reason == "page_loop"
     assert "already seen" in raised.value.message
     assert len(state.requests) == 3
+    assert failures_counted(telemetry, "page_loop") == 1
 
 
 async def test_more_pages_than_max_pages_fails_the_listing(fake: tuple[FakeConfluent, str]) -> None:
     state, url = fake
     state.agents = 1000
-    client = ConfluentClient(target_for(url, max_pages=3), Telemetry(), sleep=Waits())
+    telemetry = Telemetry()
+    client = ConfluentClient(target_for(url, max_pages=3), telemetry, sleep=Waits())
     try:
         with pytest.raises(ListingError) as raised:
             await client.list_agents()
@@ -225,6 +228,14 @@ async def test_more_pages_than_max_pages_fails_the_listing(fake: tuple[FakeConfl
     assert raised.value.reason == "too_many_pages"
     assert "max_pages=3" in raised.value.message
     assert len(state.requests) == 3
+    assert failures_counted(telemetry, "too_many_pages") == 1
+
+
+def failures_counted(telemetry: Telemetry, reason: str) -> float | None:
+    return telemetry.registry.get_sample_value(
+        "lenses_hq_exporter_upstream_request_failures_total",
+        {"source": "confluent", "endpoint": "agents", "reason": reason},
+    )
 
 
 @pytest.mark.parametrize(
@@ -383,8 +394,19 @@ async def test_an_unreadable_secret_fails_without_a_request(
             "https://FLINK.US-EAST-1.AWS.CONFLUENT.CLOUD./b",
             True,
         ),
-        ("https://gateway.corp.example/a", "https://gateway.corp.example:8443/b", True),
-        ("http://127.0.0.1:8080/a", "http://127.0.0.1:9090/b", True),
+        ("https://gateway.corp.example/a", "https://gateway.corp.example:443/b", True),
+        ("http://127.0.0.1:8080/a", "http://127.0.0.1:8080/b", True),
+        # Another port of the configured host is another service: no credentials.
+        ("https://gateway.corp.example/a", "https://gateway.corp.example:8443/b", False),
+        ("http://127.0.0.1:8080/a", "http://127.0.0.1:9090/b", False),
+        # Confluent's own hosts only over https, whatever the configured scheme.
+        (
+            "http://flink.us-east-1.aws.confluent.cloud/a",
+            "http://flink.eu-west-1.aws.confluent.cloud/b",
+            False,
+        ),
+        ("http://127.0.0.1:8080/a", "https://flink.eu-west-1.aws.confluent.cloud/b", True),
+        ("https://gateway.corp.example/a", "http://gateway.corp.example/b", False),
         (
             "https://flink.us-east-1.aws.confluent.cloud/a",
             "http://flink.us-east-1.aws.confluent.cloud/b",

@@ -104,3 +104,16 @@ def test_a_new_connection_forgets_the_half_event_but_keeps_id_and_retry() -> Non
     events = parser.feed(b"event: snapshot\ndata: {}\n\n")
     assert [(e.event, e.data) for e in events] == [("snapshot", "{}")]
     assert (parser.last_event_id, parser.retry_ms) == ("9", 300)
+
+
+def test_an_id_no_header_can_carry_back_resets_the_last_id_and_is_reported() -> None:
+    dropped: list[None] = []
+    parser = EventParser(16 * 1024 * 1024, lambda: dropped.append(None))
+    feed_all(parser, [b"id: 41\ndata: a\n\n"])
+    assert parser.last_event_id == "41"
+    for bad in ("caf\u00e9", "x" * 257, "tab\there", "x" * 8 * 1024 * 1024):
+        feed_all(parser, [b"id: 42\ndata: b\n\n", f"id: {bad}\ndata: c\n\n".encode()])
+        assert parser.last_event_id == "", bad[:20]
+    assert len(dropped) == 4
+    feed_all(parser, [b"id: " + b"7" * 256 + b"\ndata: d\n\n"])
+    assert parser.last_event_id == "7" * 256 and len(dropped) == 4

@@ -61,6 +61,10 @@ class AlertSettings:
     UpstreamDown is a warning; every other target's pages (critical)."""
     dropping_objects_window: str = "15m"
     dropping_objects_for: str = "10m"
+    # At least 3 x the longest poll_interval + its request_deadline (the exporter's own bound for `up`):
+    # the defaults give 3 x 60s + 30s = 210s for Confluent, 3 x 30s + 30s = 120s for Lenses.
+    stale_seconds: float = 300
+    stale_for: str = "1m"
     stream_down_for: str = "15m"
     rate_limited_ratio: float = 0.1
     rate_limited_window: str = "10m"
@@ -380,6 +384,19 @@ max by ({source_target}) (increase({self.select("lenses_hq_exporter_invalid_fiel
                 f"target {{{{ $labels.target }}}} in the last {window}, for more than "
                 f"{s.dropping_objects_for}: the series they feed are missing (see "
                 "lenses_hq_exporter_invalid_fields_total by field, and the exporter's log).",
+            ),
+            self.alert(
+                "ExporterStale",
+                f"""
+time() - max by ({source_target}) ({self.select("lenses_hq_exporter_last_success_timestamp_seconds")} > 0)
+> {s.stale_seconds:g}
+""",
+                s.stale_for,
+                "warning",
+                "The exporter's data for an upstream target is stale.",
+                "No replica has synced {{ $labels.source }} target {{ $labels.target }} successfully for "
+                f"{{{{ $value | humanizeDuration }}}} (threshold {s.stale_seconds:g}s): its series are old "
+                "whatever `lenses_hq_exporter_up` says.",
             ),
             self.alert(
                 "ExporterStreamDown",

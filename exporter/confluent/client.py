@@ -17,7 +17,15 @@ from tenacity import RetryCallState
 from exporter.config import ConfluentTarget
 from exporter.health import Telemetry
 from exporter.secrets import SecretUnavailable
-from exporter.upstream import Probe, UpstreamError, fetch_json, make_client, probe_from_error, retrying
+from exporter.upstream import (
+    Probe,
+    UpstreamError,
+    fetch_json,
+    make_client,
+    probe_from_error,
+    retrying,
+    same_host,
+)
 
 log = structlog.get_logger("exporter.confluent")
 
@@ -68,12 +76,12 @@ class AgentListing:
 
 
 def credentials_may_follow(original: httpx.URL, new: httpx.URL) -> bool:
-    """Whether a redirect may carry the credentials: only to the configured host or a `*.confluent.cloud`
-    host, and never from https down to plain http."""
-    if new.scheme not in ("http", "https") or (original.scheme == "https" and new.scheme != "https"):
-        return False
-    host = new.host.lower().rstrip(".")
-    return host == original.host.lower().rstrip(".") or host.endswith(TRUSTED_DOMAIN)
+    """Whether a redirect may carry the credentials: only to the very scheme, host and port configured, or
+    over https to a `*.confluent.cloud` host. Another port of the same host is another service, and plain
+    http is never trusted on the strength of a name."""
+    if same_host(original, new):
+        return True
+    return new.scheme == "https" and new.host.lower().rstrip(".").endswith(TRUSTED_DOMAIN)
 
 
 def page_token_of(metadata: Any) -> str | None:
@@ -165,6 +173,7 @@ class ConfluentClient:
             params=params,
             credentials_follow=credentials_may_follow,
             on_response=self._note_rate_limit,
+            deadline=self.target.deadline,
         )
         if not isinstance(body, dict) or not isinstance(body.get("data"), list):
             raise UpstreamError(
@@ -201,10 +210,12 @@ class ConfluentClient:
         waited = 0.0
         while True:
             if pages >= self.target.max_pages:
-                raise ListingError(
-                    "too_many_pages",
-                    f"{ENDPOINT}: more than max_pages={self.target.max_pages} pages; listing abandoned",
-                    page=pages + 1,
+                raise self._counted(
+                    ListingError(
+                        "too_many_pages",
+                        f"{ENDPOINT}: more than max_pages={self.target.max_pages} pages; listing abandoned",
+                        page=pages + 1,
+                    )
                 )
             policy = retrying(self.attempts, self.max_backoff, sleep=self.sleep).copy(
                 before_sleep=self._log_retry
@@ -224,14 +235,21 @@ class ConfluentClient:
             if token is None:
                 return AgentListing(items, pages, attempts, waited, tuple(request_ids))
             if token in seen:
-                raise ListingError(
-                    "page_loop",
-                    f"{ENDPOINT}: page {pages} points to a page token already seen in this listing; "
-                    "the upstream's paging loops, listing abandoned",
-                    page=pages,
-                    request_id=request_id,
+                raise self._counted(
+                    ListingError(
+                        "page_loop",
+                        f"{ENDPOINT}: page {pages} points to a page token already seen in this listing; "
+                        "the upstream's paging loops, listing abandoned",
+                        page=pages,
+                        request_id=request_id,
+                    )
                 )
             seen.add(token)
+
+    def _counted(self, error: ListingError) -> ListingError:
+        """A listing failure no request failed for (the requests each counted their own), counted like one."""
+        self.telemetry.failures.labels(SOURCE, ENDPOINT, error.reason).inc()
+        return error
 
     def _log_retry(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome else None

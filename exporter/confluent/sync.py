@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 import httpx
 import structlog
@@ -26,9 +27,10 @@ from exporter.confluent.client import (
     http_client_for,
 )
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
-from exporter.health import Health, TargetStatus, Telemetry
+from exporter.health import Health, TargetStatus, Telemetry, stale_after
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Rendered, Store
+from exporter.supervisor import supervise
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.confluent")
@@ -76,7 +78,10 @@ class ConfluentSync:
         self.store = store
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
-        self.status: dict[str, TargetStatus] = {t.name: health.register(SOURCE, t.name) for t in self.targets}
+        self.status: dict[str, TargetStatus] = {
+            t.name: health.register(SOURCE, t.name, stale_after(t.poll_interval, t.deadline))
+            for t in self.targets
+        }
         if self.targets:
             telemetry.start_endpoint(SOURCE, ENDPOINT)
         for target in self.targets:
@@ -123,17 +128,30 @@ class ConfluentSync:
         delays = start_delays(len(self.targets), shortest, self.rng, self.start_step)
         async with asyncio.TaskGroup() as group:
             for target, delay in zip(self.targets, delays, strict=True):
-                group.create_task(self._poll_forever(target, delay), name=f"confluent:{target.name}")
+                # Each target on its own: a bug met by one does not stop the other targets' polls.
+                supervised = supervise(
+                    "poll",
+                    self._poller(target, delay),
+                    source=SOURCE,
+                    target=target.name,
+                    telemetry=self.telemetry,
+                    status=self.status[target.name],
+                    max_backoff=target.poll_interval,
+                )
+                group.create_task(supervised, name=f"confluent:{target.name}")
 
-    async def _poll_forever(self, target: ConfluentTarget, delay: float) -> None:
-        await self.pause(delay)
-        while True:
-            try:
+    def _poller(self, target: ConfluentTarget, delay: float) -> Callable[[], Awaitable[None]]:
+        """The target's poll loop; the first start waits its staggered delay, a restart does not."""
+        first = [delay]
+
+        async def poll_forever() -> None:
+            if first:
+                await self.pause(first.pop())
+            while True:
                 await self.poll(target)
-            except Exception as error:  # a bug must not stop the other targets' polls
-                log.exception("poll_crashed", source=SOURCE, target=target.name)
-                self.status[target.name].failed(f"internal error: {type(error).__name__}")
-            await self.pause(next_interval(target.poll_interval, self.rng))
+                await self.pause(next_interval(target.poll_interval, self.rng))
+
+        return poll_forever
 
     async def poll(self, target: ConfluentTarget) -> bool:
         """List the target's agents once (waiting for a free slot) and apply the listing only when it is

@@ -20,6 +20,12 @@ from exporter.upstream import (
 SOURCE = "lenses"
 
 
+def path_segment(name: str) -> str:
+    """An upstream name as one path segment: percent-encoded, dots included, so that `.` and `..` name an
+    environment instead of walking the path (HTTP clients resolve dot segments before sending)."""
+    return quote(name, safe="").replace(".", "%2E")
+
+
 class LensesClient:
     """Calls `{url}/v1/...` of one HQ; every failure surfaces as `UpstreamError`."""
 
@@ -51,6 +57,7 @@ class LensesClient:
             telemetry=self.telemetry,
             max_bytes=self.settings.max_body_bytes,
             auth_headers=self.auth_headers,
+            deadline=self.settings.deadline,
         )
 
     async def list_environments(self) -> tuple[list[Any], str]:
@@ -75,7 +82,7 @@ class LensesClient:
 
     async def list_kafka_connections(self, environment: str) -> list[Any]:
         """The Kafka connections an environment defines, as HQ sends them."""
-        path = f"/v1/environments/{quote(environment, safe='')}/kafka-connections"
+        path = f"/v1/environments/{path_segment(environment)}/kafka-connections"
         async for attempt in retrying(attempts=2):
             with attempt:
                 body, request_id = await self._get(path, "kafka_connections")

@@ -16,7 +16,7 @@ from httpx_sse import ServerSentEvent
 
 from exporter import memory
 from exporter.config import LensesSettings
-from exporter.health import Health, Telemetry
+from exporter.health import Health, Telemetry, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
 from exporter.lenses.model import (
@@ -31,6 +31,7 @@ from exporter.lenses.model import (
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.store import FamilyGroup, Rendered, Store
+from exporter.supervisor import supervise
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.lenses")
@@ -43,6 +44,10 @@ BATCH = 100
 RECONNECT_BACKOFF_MAX = 60.0
 PLAUSIBLE_ROUNDTRIP = (1e-6, 3600.0)
 """Seconds: a fleet whose round trips mostly fall outside this range has the wrong round-trip unit set."""
+RECONNECT_FLOOR = 0.5
+"""Seconds at least between two connections of the stream, whatever `retry:` says."""
+RELIST_MIN_GAP = 5.0
+"""Seconds at least between the starts of two listings (or one poll interval, when shorter)."""
 
 
 class LensesSync:
@@ -83,7 +88,9 @@ class LensesSync:
         self._strip_metadata = bool(set(group_metadata_labels or ()) - self._metadata_keys)
         self._filtered: set[str] = set()
         """Environments this HQ's include/exclude filters skip now."""
-        self.status = health.register(SOURCE, self.target)
+        self.status = health.register(
+            SOURCE, self.target, stale_after(settings.poll_interval, settings.deadline)
+        )
         self.client = LensesClient(settings, telemetry)
         self.relist = asyncio.Event()
         self._listed = asyncio.Event()  # set by a successful listing: a stream backing off tries again now
@@ -102,19 +109,28 @@ class LensesSync:
         if settings.sse:
             telemetry.start_endpoint(SOURCE, "stream")
             telemetry.start_stream(self.target, COUNTED_EVENTS)
+            telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id")
         telemetry.start_target(SOURCE, self.target, INVALID_FIELDS)
 
     async def run(self) -> None:
-        """Poll and stream until cancelled."""
-        tasks = [asyncio.create_task(self._poll_forever())]
+        """Poll and stream until cancelled, each loop supervised on its own: one failing does not end the
+        other, and a failed loop starts again within a poll interval."""
+        loops = {"listing": self._poll_forever}
         if self.settings.sse:
-            tasks.append(asyncio.create_task(self._stream_forever()))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            loops["stream"] = self._stream_forever
+        restart_within = min(self.settings.poll_interval, RECONNECT_BACKOFF_MAX)
+        async with asyncio.TaskGroup() as group:
+            for name, loop in loops.items():
+                supervised = supervise(
+                    name,
+                    loop,
+                    source=SOURCE,
+                    target=self.target,
+                    telemetry=self.telemetry,
+                    status=self.status,
+                    max_backoff=restart_within,
+                )
+                group.create_task(supervised, name=f"lenses:{self.target}:{name}")
 
     async def aclose(self) -> None:
         """Close upstream connections."""
@@ -123,11 +139,17 @@ class LensesSync:
     # -- listing ---------------------------------------------------------------------------------
 
     async def _poll_forever(self) -> None:
+        clock = asyncio.get_running_loop().time
+        shortest_gap = min(self.settings.poll_interval, RELIST_MIN_GAP)
         while True:
             self.relist.clear()
+            started = clock()
             await self.sync_once()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.relist.wait(), timeout=self.settings.poll_interval)
+            # A re-list asked for early (every stream reconnect asks) waits out the shortest gap: a stream
+            # that reconnects many times a second must not list the whole HQ as often.
+            await asyncio.sleep(max(0.0, started + shortest_gap - clock()))
 
     async def sync_once(self) -> bool:
         """One full listing, applied only when complete; returns whether it succeeded."""
@@ -240,7 +262,11 @@ class LensesSync:
                         "kafka_connections_failed", target=self.target, environment=name, **error.log_fields()
                     )
 
-        await asyncio.gather(*(one(name) for name in environments))
+        # A task group, not gather: a failure that is not an upstream's cancels the other counts instead of
+        # leaving them running behind a restarted listing loop.
+        async with asyncio.TaskGroup() as group:
+            for name in environments:
+                group.create_task(one(name))
         for name in set(self._connections) - set(environments):
             del self._connections[name]
 
@@ -336,7 +362,13 @@ class LensesSync:
     # -- live stream -----------------------------------------------------------------------------
 
     async def _stream_forever(self) -> None:
-        parser = EventParser(self.settings.sse_max_event_bytes)
+        try:
+            await self._stream_until_failure()
+        finally:  # a failure the supervisor sees, or shutdown: the stream is not open any more
+            self._stream_state("reconnecting", 0)
+
+    async def _stream_until_failure(self) -> None:
+        parser = EventParser(self.settings.sse_max_event_bytes, self._invalid_event_id)
         failures = 0  # since the last event received: a stream that opens and then dies keeps backing off
         opened_before = False
         logged_error = ""  # the failure last logged, so a flapping stream logs once per change
@@ -345,7 +377,11 @@ class LensesSync:
             opened = False
             try:
                 async with connect_stream(
-                    self.client.stream_http, self.client.stream_url, self.client.auth_headers(), parser
+                    self.client.stream_http,
+                    self.client.stream_url,
+                    self.client.auth_headers(),
+                    parser,
+                    self.settings.deadline,
                 ) as stream:
                     opened = True
                     if opened_before:
@@ -370,6 +406,7 @@ class LensesSync:
                 self._stream_state("unavailable", 0)
                 delay, wake_early = self.settings.sse_unavailable_probe_interval, False
             except UpstreamError as error:
+                memory.note_failure()
                 failures += 1
                 self.telemetry.failures.labels(SOURCE, "stream", error.reason).inc()
                 if error.message != logged_error:
@@ -393,6 +430,14 @@ class LensesSync:
         self._listed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listed.wait(), timeout=delay)
+
+    def _invalid_event_id(self) -> None:
+        self.telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id").inc()
+        if "last_event_id" not in self._invalid_logged:
+            self._invalid_logged.add("last_event_id")
+            log.warning(
+                "stream_event_id_dropped", target=self.target, reason="too long or not printable ASCII"
+            )
 
     def _stream_state(self, state: str, connected: int) -> None:
         self.status.stream = state
@@ -445,8 +490,12 @@ class LensesSync:
         key = f"{event}: {error}"
         if key not in self._invalid_logged:
             self._invalid_logged.add(key)
-            log.warning(
-                "stream_event_dropped", target=self.target, event=event, error=error, request_id=request_id
+            log.warning(  # not `event=`: structlog's own first argument
+                "stream_event_dropped",
+                target=self.target,
+                stream_event=event,
+                error=error,
+                request_id=request_id,
             )
 
     def _put(self, environment: Environment) -> None:
@@ -470,8 +519,11 @@ class LensesSync:
 
 def _retry_delay(parser: EventParser, failures: int) -> float:
     """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures.
-    A `retry:` above the backoff cap is capped too: a server cannot park the stream for a day."""
-    base = min((parser.retry_ms or 5000) / 1000.0, RECONNECT_BACKOFF_MAX)
+    A `retry:` above the backoff cap is capped too (a server cannot park the stream for a day), and none is
+    shorter than `RECONNECT_FLOOR` (nor can it make the exporter reconnect in a busy loop)."""
+    base = min(max((parser.retry_ms or 5000) / 1000.0, RECONNECT_FLOOR), RECONNECT_BACKOFF_MAX)
     if failures == 0:
         return base
-    return random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
+    return max(
+        RECONNECT_FLOOR, random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
+    )

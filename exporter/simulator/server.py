@@ -210,11 +210,11 @@ class Simulator:
         try:
             response = await self._answer(request, handler, api, path)
             status = response.status
-            if not response.prepared:
-                if response.headers.get("X-Request-Id") == "":  # a script asked for none
+            if not response.prepared:  # a scripted response may bring its own (an empty one: none)
+                if response.headers.get("X-Request-Id") == "":
                     del response.headers["X-Request-Id"]
                 else:
-                    response.headers["X-Request-Id"] = request_id
+                    response.headers.setdefault("X-Request-Id", request_id)
             return response
         except web.HTTPException as exception:
             status = exception.status
