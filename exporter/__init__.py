@@ -1,5 +1,12 @@
 """lenses-hq-exporter: Prometheus series for Lenses HQ environments and Confluent Cloud Flink agents."""
 
+import sys
+
+from exporter import signals
+
+if signals.starting_the_program(sys.argv):  # first thing: a SIGTERM during start-up then exits 0
+    signals.install_early()
+
 from importlib.metadata import PackageNotFoundError, version
 
 try:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import structlog
 
-from exporter import __version__
+from exporter import __version__, signals
 from exporter.config import (
     LOG_FORMATS,
     LOG_LEVELS,
@@ -389,6 +389,7 @@ def web_from_arguments(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `lenses-hq-exporter` and `python -m exporter`; returns the exit code."""
+    signals.install_early()  # SIGTERM exits 0 until the event loop takes it over (see `_serve`)
     try:
         arguments = parse_arguments(sys.argv[1:] if argv is None else argv)
     except UsageError as error:

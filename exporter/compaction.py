@@ -3,13 +3,17 @@ milliseconds of changes to join and serves everything else as it is.
 
 Two loops on the event loop, a short slice at a time: joining changed pieces' text soon after each change,
 and deflating them (with their checksums), most of the work, which waits while a scrape is being written so
-the two do not compete. (A worker thread for deflating was measured: it holds its own malloc
-arena, and the fragmentation cost more memory than the event loop time it saved.)
+the two do not compete, but never longer than MAX_PAUSE at a stretch: a scraper that stops reading keeps
+its scrape "being written" for as long as it likes, and must not leave everyone else's gzip uncompressed.
+(A worker thread for deflating was measured: it holds its own malloc arena, and the fragmentation cost
+more memory than the event loop time it saved.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 
 from exporter.store import Store
 
@@ -20,6 +24,9 @@ JOIN_SLICE = 16
 DEFLATE_SLICE = 32 * 1024
 """Bytes of text deflated between two turns of the event loop (about a sixth of a millisecond), so a scrape
 that arrives meanwhile waits little: pieces range from a few to tens of kilobytes."""
+MAX_PAUSE = 0.5
+"""Longest stretch deflating waits for scrapes being written; then it goes on, a slice at a time, until
+no scrape is being written for a moment."""
 
 
 class Compactor:
@@ -29,6 +36,7 @@ class Compactor:
         self.store = store
         self._changed = asyncio.Event()
         self._joined = asyncio.Event()
+        self._paused_since: float | None = None  # when scrapes being written began to pause deflating
         store.on_change = self._changed.set
 
     async def run(self) -> None:
@@ -53,11 +61,27 @@ class Compactor:
         while True:
             await self._joined.wait()
             self._joined.clear()
-            # A scrape being written stops this; its end counts as a change, which wakes both loops again.
-            while not store.scrapes and store.deflate(DEFLATE_SLICE):  # noqa: ASYNC110 - as above
+            # A scrape being written pauses this; its end counts as a change, which wakes both loops again.
+            while await self._may_run() and store.deflate(DEFLATE_SLICE):  # noqa: ASYNC110 - as above
                 await asyncio.sleep(0)
             # Checksums combined and deflated pieces joined per family now, not by the next gzip scrape.
             for _ in store.prepare_gzip():
-                if store.scrapes:
+                if not await self._may_run():
                     break
                 await asyncio.sleep(0)
+
+    async def _may_run(self) -> bool:
+        """Whether deflating may go on now: no scrape is being written, or they have paused it for
+        MAX_PAUSE already (then it waits out the rest of that first, woken early by a scrape's end)."""
+        if not self.store.scrapes:
+            self._paused_since = None
+            return True
+        now = time.monotonic()
+        if self._paused_since is None:
+            self._paused_since = now
+        remaining = self._paused_since + MAX_PAUSE - now
+        if remaining <= 0:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._joined.wait(), remaining)
+        return not self.store.scrapes or time.monotonic() >= self._paused_since + MAX_PAUSE

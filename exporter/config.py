@@ -22,9 +22,10 @@ import yaml
 
 from exporter.confluent.metrics import FAMILY_NAMES as CONFLUENT_FAMILIES
 from exporter.confluent.metrics import agent_label_name
+from exporter.files import MAX_CONFIG_BYTES, UnreadableFile, check_regular, read_regular
 from exporter.lenses.metrics import FAMILY_NAMES as LENSES_FAMILIES
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, metadata_label_name
-from exporter.secrets import Secret, SecretUnavailable
+from exporter.secrets import Secret, SecretUnavailable, header_safe
 from exporter.sharding import Shard
 
 DEFAULT_LISTEN_ADDRESS = ":9877"
@@ -313,12 +314,12 @@ def check_listen_address(address: str, where: str) -> str:
 
 
 def check_readable_file(path: Path, where: str) -> Path:
-    """`path`, once it is known to open for reading; raises ConfigError naming `where` otherwise."""
+    """`path`, once it is known to be a regular file this process can open (checked without reading it or
+    blocking on a FIFO); raises ConfigError naming `where` otherwise."""
     try:
-        with path.open("rb"):
-            pass
-    except OSError as error:
-        raise ConfigError(f"{where}: cannot read {path}: {error.strerror}") from None
+        check_regular(path)
+    except UnreadableFile as error:
+        raise ConfigError(f"{where}: {error}") from None
     return path
 
 
@@ -338,21 +339,32 @@ def normal_log_level(level: str) -> str:
 
 def check_url(value: str, where: str, *, allow_credentials: bool = False) -> str:
     """An http(s) URL with a host; returned without a trailing slash. Credentials in it are refused unless
-    allowed (a proxy's), since the URL is shown in summaries and logs."""
+    allowed (a proxy's), since the URL is shown in summaries and logs. An error message never shows what
+    may be a secret (see `_url_in_message`)."""
     try:
         parts = urlsplit(value)
         scheme, host = parts.scheme, parts.hostname
         parts.port  # noqa: B018 - raises ValueError on a malformed port
         userinfo = "@" in parts.netloc
     except ValueError:
-        raise ConfigError(f"{where}: not an http(s) URL: {_show(_masked(value))}") from None
+        raise ConfigError(f"{where}: not an http(s) URL{_url_in_message(value, where)}") from None
     if userinfo and not allow_credentials:  # never echoed: it may hold a password
         raise ConfigError(f"{where}: credentials do not belong in the URL (use the token or *_file keys)")
     if scheme not in ("http", "https") or not host:
-        raise ConfigError(f"{where}: not an http(s) URL: {_show(_masked(value))}")
+        raise ConfigError(f"{where}: not an http(s) URL{_url_in_message(value, where)}")
     if parts.query or parts.fragment:
-        raise ConfigError(f"{where}: a base URL takes no query or fragment: {_show(_masked(value))}")
+        raise ConfigError(f"{where}: a base URL takes no query or fragment{_url_in_message(value, where)}")
     return value.rstrip("/")
+
+
+def _url_in_message(url: str, where: str) -> str:
+    """`: 'url'` for an error message, with user and password masked and the query and fragment left out
+    (a token may be there); nothing at all for a value from the environment (a variable, or `${VAR}` in
+    the file), which may be a secret set in the wrong place."""
+    if isinstance(url, _Expanded) or where.isupper():
+        return " (the value, from the environment, is not shown)"
+    shown = _masked(re.sub(r"[?#].*", "", url, flags=re.DOTALL))
+    return f": {_show(shown)}"
 
 
 def _masked(url: str) -> str:
@@ -389,7 +401,16 @@ def _read_secret_file(path: Path, where: str, origin: str) -> Secret:
 def _inline_secret(value: str, where: str, origin: str) -> Secret:
     if not value.strip():
         raise ConfigError(f"{where}: empty")
+    _check_header_safe(value, where)
     return Secret(value=value, origin=origin)
+
+
+def _check_header_safe(value: str, where: str) -> None:
+    if not header_safe(value):
+        raise ConfigError(
+            f"{where}: holds characters a credential cannot have (non-ASCII, control characters or several "
+            "lines)"
+        )
 
 
 # --- ${VAR} expansion ----------------------------------------------------------------------------------
@@ -708,10 +729,11 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     if path is None:
         return _from_environment(environ)
     try:
-        text = path.read_text(encoding="utf-8")
-        mode = path.stat().st_mode
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the config file: {error.strerror}") from None
+        content, status = read_regular(path, MAX_CONFIG_BYTES)
+        text = content.decode("utf-8")
+        mode = status.st_mode
+    except UnreadableFile as error:
+        raise ConfigError(f"{path}: cannot read the config file: {error.reason}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: the config file is not UTF-8 text") from None
     try:
@@ -1037,6 +1059,7 @@ def _credentials(
 
 def _env_secret(environ: Mapping[str, str], name: str) -> Secret | None:
     if environ.get(name, "").strip():
+        _check_header_safe(environ[name], name)
         return Secret(value=environ[name], origin=f"env {name}")
     file_name = f"{name}_FILE"
     if environ.get(file_name, "").strip():

@@ -9,14 +9,24 @@ from collections.abc import Iterable
 from typing import Any
 
 from exporter.confluent import metrics as confluent_metrics
+from exporter.confluent.model import MAX_TOOLS
+from exporter.decode import CUT_MARKER, MAX_LABEL_BYTES
 from exporter.health import SELF_METRICS
 from exporter.lenses import metrics as lenses_metrics
+from exporter.lenses.model import MAX_CAPABILITIES
 from exporter.store import FamilyGroup
 
-HEADER = """# Metrics
+HEADER = f"""# Metrics
 
 Generated from the code by `make docs`; do not edit by hand. Every series of a family has the same label
 names; a value missing upstream drops only the series it feeds.
+
+Label values taken from upstream are bounded: a value over {MAX_LABEL_BYTES} bytes of UTF-8 is cut and ends
+with `{CUT_MARKER}`, invalid UTF-8 and lone surrogates read as U+FFFD, an agent keeps at most
+{MAX_CAPABILITIES} capabilities and {MAX_TOOLS} tools, and only the metadata keys in
+`lenses.metadata_labels` are kept. Each cut is counted in `lenses_hq_exporter_invalid_fields_total` under the
+field's name. Two objects whose names read the same once made label values never share a series: the first
+listed is kept, the other dropped and counted in `lenses_hq_exporter_invalid_objects_total`.
 """
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import structlog
+from aiohttp.http_exceptions import HttpProcessingError
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -69,6 +71,41 @@ class Redactor:
         if isinstance(value, logging.LogRecord):  # ProcessorFormatter's bookkeeping, never rendered
             return value
         return self._scrub(repr(value), values)
+
+
+BAD_REQUEST_INTERVAL = 10.0
+"""Seconds between two `bad_request` lines: malformed requests need no authentication to send."""
+
+
+class BadRequestLines(logging.Filter):
+    """aiohttp logs every malformed request at ERROR with its traceback (hundreds a second from anyone who
+    can connect): one short WARNING line `bad_request` instead, at most one per `interval` seconds, with
+    how many were left out since the last one."""
+
+    def __init__(self, interval: float = BAD_REQUEST_INTERVAL) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last = float("-inf")
+        self._left_out = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, HttpProcessingError):
+            return True
+        now = time.monotonic()
+        if now - self._last < self.interval:
+            self._left_out += 1
+            return False
+        self._last = now
+        lines = str(error.message or "").strip().splitlines()
+        record.exc_info = record.exc_text = None
+        record.msg, record.args = "bad_request", ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.status = error.code
+        record.reason = lines[0][:120] if lines else ""
+        record.left_out = self._left_out
+        self._left_out = 0
+        return True
 
 
 LEADING_KEYS = ("timestamp", "level", "logger", "event")
@@ -167,6 +204,10 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level])
+    server = logging.getLogger("aiohttp.server")
+    for old_filter in [f for f in server.filters if isinstance(f, BadRequestLines)]:
+        server.removeFilter(old_filter)
+    server.addFilter(BadRequestLines())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(LEVELS[level], logging.WARNING))
     logging.captureWarnings(True)

@@ -3,15 +3,43 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from exporter.files import MAX_SECRET_BYTES, UnreadableFile, read_regular
 
 # How many past values of a rotating file secret are remembered for log redaction.
 HISTORY = 8
 
 
+# What an HTTP header value may hold: visible ASCII and inner spaces or tabs.
+_HEADER_SAFE = re.compile(r"[\x20-\x7e\t]*")
+
+
 class SecretUnavailable(Exception):
     """The secret's file cannot be read now (the message names the file, never the value)."""
+
+
+def header_safe(value: str) -> bool:
+    """Whether a credential can be sent as it is in an HTTP header (visible ASCII, inner spaces or tabs)."""
+    return _HEADER_SAFE.fullmatch(value) is not None
+
+
+def file_secret_text(content: bytes, path: Path) -> str:
+    """A secret file's content as the value to send: a UTF-8 byte order mark and surrounding whitespace
+    stripped. Anything an HTTP header cannot carry (non-ASCII, control characters, several lines) raises
+    `SecretUnavailable` saying so, without the value."""
+    try:
+        text = content.decode("utf-8").removeprefix("\ufeff").strip()
+    except UnicodeDecodeError:
+        raise SecretUnavailable(f"{path} is not UTF-8 text") from None
+    if not header_safe(text):
+        raise SecretUnavailable(
+            f"{path} holds characters a credential cannot have (non-ASCII, control characters or "
+            "several lines)"
+        )
+    return text
 
 
 @dataclass
@@ -34,25 +62,28 @@ class Secret:
     __str__ = __repr__
 
     def get(self) -> str:
-        """The current value; for a file-backed secret, the file's content without trailing newlines.
+        """The current value; for a file-backed secret, the file's content without a byte order mark and
+        surrounding whitespace (`file_secret_text`).
 
         The file is re-read when its inode, device, mtime or size changes (a Kubernetes secret rotates by
         swapping a symlink, an editor by rewriting in place)."""
         if self.file is None:
             return self.value or ""
         try:
-            stat = os.stat(self.file)
+            stat = os.stat(self.file)  # a stat does not block, whatever the file has become
             stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp or self._cached is None:
-                value = self.file.read_text(encoding="utf-8").strip("\r\n")
+                content, _ = read_regular(self.file, MAX_SECRET_BYTES)
+                value = file_secret_text(content, self.file)
                 self._remember(value)
                 self._cached = value
                 self._stamp = stamp
-        except (OSError, UnicodeDecodeError) as error:
-            reason = (
-                (error.strerror or type(error).__name__) if isinstance(error, OSError) else "not UTF-8 text"
-            )
-            raise SecretUnavailable(f"cannot read {self.file}: {reason}") from None
+        except OSError as error:
+            raise SecretUnavailable(
+                f"cannot read {self.file}: {error.strerror or type(error).__name__}"
+            ) from None
+        except UnreadableFile as error:
+            raise SecretUnavailable(str(error)) from None
         return self._cached
 
     def _remember(self, value: str) -> None:

@@ -18,6 +18,7 @@ from exporter.confluent.sync import ConfluentSync
 from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
+from exporter.signals import IGNORED
 from exporter.store import Store
 from exporter.supervisor import supervise
 from exporter.web import SERVER_LIMITS, make_app
@@ -183,6 +184,10 @@ async def _started_after(delay: float, source: Source) -> None:
     await source.run()
 
 
+def _ignore(sig: signal.Signals) -> None:
+    log.info("signal_ignored", signal=sig.name)
+
+
 async def run_until_signal(
     settings: Settings,
     *,
@@ -193,6 +198,8 @@ async def run_until_signal(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    for sig in IGNORED:  # nothing to reload: secret files are re-read when they change
+        loop.add_signal_handler(sig, _ignore, sig)
     exporter = Exporter(settings)
     await exporter.start()
     if on_started is not None:

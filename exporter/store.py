@@ -16,6 +16,7 @@ blocks), its CRC-32 combined from the pieces' checksums.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import math
 import struct
@@ -34,6 +35,21 @@ Sample = tuple[tuple[str, ...], float]
 
 Rendered = tuple[bytes, ...]
 """One object's sample lines, one chunk per family of its group (empty bytes where it has none)."""
+
+
+LABEL_ERRORS = "exporter.replacement-character"
+"""How text UTF-8 cannot encode (a lone surrogate, e.g. from a non-UTF-8 environment variable) is rendered:
+as U+FFFD, not `?`, so it never renders like a name that has a real `?` there. Upstream values are made
+valid before they get here (`exporter.decode.as_label`), colliding names dropped by their source."""
+
+
+def _replacement_character(error: UnicodeError) -> tuple[bytes, int]:
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "\ufffd".encode() * (error.end - error.start), error.end
+
+
+codecs.register_error(LABEL_ERRORS, _replacement_character)
 
 
 def escape_label_value(value: str) -> str:
@@ -112,7 +128,7 @@ class FamilyGroup(Generic[T]):
                     lines.append(f"{prefix}{separator}{own}}} {format_value(value)}\n")
                 else:
                     lines.append(f"{prefix}}} {format_value(value)}\n")
-            chunks.append("".join(lines).encode("utf-8", "replace") if lines else b"")
+            chunks.append("".join(lines).encode("utf-8", LABEL_ERRORS) if lines else b"")
         return tuple(chunks)
 
 

@@ -8,7 +8,6 @@ import base64
 import binascii
 import contextlib
 import email.utils
-import json
 import math
 import re
 import ssl
@@ -27,7 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from exporter import memory
+from exporter import decode, memory
 from exporter.config import TLSSettings
 from exporter.health import Telemetry
 from exporter.inflate import InflateError, Inflater
@@ -171,7 +170,7 @@ def error_object(body: bytes) -> dict[str, Any] | None:
     if not body or len(body) > MAX_ERROR_BODY or body.lstrip()[:1] != b"{":
         return None
     try:
-        decoded = json.loads(body)
+        decoded = decode.loads(body)
     except (ValueError, RecursionError):
         return None
     return decoded if isinstance(decoded, dict) else None
@@ -254,11 +253,13 @@ async def fetch_json(
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool] = same_host,
     on_response: Callable[[httpx.Response], None] | None = None,
     deadline: float | None = None,
+    decoder: Callable[[bytes], Any] = decode.loads,
 ) -> tuple[Any, str]:
     """GET a JSON document; returns (decoded body, request id). `on_response` sees every answer's headers
     (errors and redirects included).
 
-    The body is read up to `max_bytes` (on the wire, and again once decompressed). The whole request,
+    The body is read up to `max_bytes` (on the wire, and again once decompressed) and decoded by `decoder`
+    (`decode.loads`, or `decode.listing` for a listing read an item at a time). The whole request,
     redirects, headers and body included, must complete within `deadline` seconds, or it fails as `timeout`
     and is not retried. Redirects are followed up to five times; the auth headers are sent to the new
     location only when `credentials_follow(original, new)` allows it, otherwise the fetch fails without
@@ -268,7 +269,15 @@ async def fetch_json(
     try:
         async with asyncio.timeout(deadline) as scope:
             return await _fetch(
-                client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, on_response
+                client,
+                url,
+                endpoint,
+                max_bytes,
+                auth_headers,
+                params,
+                credentials_follow,
+                decoder,
+                on_response,
             )
     except TimeoutError:
         if deadline is None or not scope.expired():
@@ -304,6 +313,7 @@ async def _fetch(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool],
+    decoder: Callable[[bytes], Any],
     on_response: Callable[[httpx.Response], None] | None = None,
 ) -> tuple[Any, str]:
     original = httpx.URL(url, params=params)
@@ -343,11 +353,11 @@ async def _fetch(
                 request_id=request_id,
             )
         try:
-            return json.loads(body), request_id
-        except ValueError:
+            return decoder(body), request_id
+        except ValueError as error:  # decode.InvalidJSON: its message names what is wrong, never the body
             raise UpstreamError(
                 "decode",
-                f"{endpoint}: body is not valid JSON",
+                f"{endpoint}: {error}",
                 endpoint=endpoint,
                 status=response.status_code,
                 request_id=request_id,

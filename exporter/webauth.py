@@ -20,14 +20,15 @@ REALM = "lenses-hq-exporter"
 # Checked credentials remembered (both outcomes), so a scrape every second does not cost a bcrypt run each.
 CACHE_SIZE = 1024
 
+# bcrypt releases the GIL, so checks run in parallel threads: two at a time (a core each on a small pod),
+# and at most this many more wait; beyond that a request is refused at once (503) instead of queueing
+# behind a flood of wrong passwords.
+MAX_CONCURRENT_CHECKS = 2
+MAX_WAITING_CHECKS = 32
+
 # bcrypt only ever uses a password's first 72 bytes (Go's bcrypt too); the Python binding refuses longer
 # input instead of truncating, so it is truncated here to accept what exporter-toolkit accepts.
 BCRYPT_MAX_PASSWORD_BYTES = 72
-
-
-def bcrypt_cost(hashed: bytes) -> int:
-    """The cost factor of a `$2a$`/`$2b$`/`$2y$` hash (validated beforehand)."""
-    return int(hashed[4:6])
 
 
 class BasicAuth:
@@ -35,17 +36,25 @@ class BasicAuth:
 
     - A check's outcome is cached under an HMAC of (user, hash, password) with a per-process random key, so
       the cache never holds a password, nor a fast hash of one that could be brute-forced.
-    - An unknown user is checked against the costliest configured hash and refused whatever the outcome,
-      so a first attempt takes as long for an unknown user as for a known one.
-    - bcrypt runs in a thread, one at a time (it is CPU-bound: ~80 ms at cost 10), never on the event loop.
+    - An unknown user is checked against one of the configured hashes, chosen by an HMAC of the name: it
+      costs what some real user costs, so timing does not tell whether a name exists (with hashes of
+      different costs it tells which cost class a name falls in, and the same for every try of that name).
+    - bcrypt runs in threads, never on the event loop, MAX_CONCURRENT_CHECKS at a time with at most
+      MAX_WAITING_CHECKS waiting; a request beyond that gets 503 at once.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
         self.users = dict(users)
-        self._decoy = max(self.users.values(), key=bcrypt_cost)
+        self._hashes = sorted(set(self.users.values()))
         self._cache_key = secrets.token_bytes(32)
         self._cache: OrderedDict[bytes, bool] = OrderedDict()
-        self._lock = asyncio.Lock()
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT_CHECKS)
+        self._admitted = 0  # checks running or waiting for a slot
+
+    def _decoy(self, user: str) -> bytes:
+        """The hash an unknown user is checked against: the same one for every try of that name."""
+        digest = hmac.new(self._cache_key, b"decoy\0" + user.encode(), hashlib.sha256).digest()
+        return self._hashes[int.from_bytes(digest[:8], "big") % len(self._hashes)]
 
     def _key(self, user: str, hashed: bytes, password: bytes) -> bytes:
         mac = hmac.new(self._cache_key, digestmod=hashlib.sha256)
@@ -54,8 +63,9 @@ class BasicAuth:
             mac.update(part)
         return mac.digest()
 
-    async def verify(self, authorization: str | None) -> bool:
-        """Whether an `Authorization` header carries a configured user and its password."""
+    async def verify(self, authorization: str | None) -> bool | None:
+        """Whether an `Authorization` header carries a configured user and its password; None when too many
+        checks are already running or waiting (the request is refused without one)."""
         if not authorization:
             return False
         try:
@@ -64,16 +74,22 @@ class BasicAuth:
             return False
         hashed = self.users.get(credentials.login)
         known = hashed is not None
-        checked_hash = hashed if hashed is not None else self._decoy
+        checked_hash = hashed if hashed is not None else self._decoy(credentials.login)
         password = credentials.password.encode()[:BCRYPT_MAX_PASSWORD_BYTES]
         key = self._key(credentials.login, checked_hash, password)
         matched = self._cached(key)
         if matched is None:
-            async with self._lock:
-                matched = self._cached(key)
-                if matched is None:
-                    matched = await asyncio.to_thread(bcrypt.checkpw, password, checked_hash)
-                    self._remember(key, matched)
+            if self._admitted >= MAX_CONCURRENT_CHECKS + MAX_WAITING_CHECKS:
+                return None
+            self._admitted += 1
+            try:
+                async with self._slots:
+                    matched = self._cached(key)  # the same credentials may have been checked meanwhile
+                    if matched is None:
+                        matched = await asyncio.to_thread(bcrypt.checkpw, password, checked_hash)
+                        self._remember(key, matched)
+            finally:
+                self._admitted -= 1
         return known and matched
 
     def _cached(self, key: bytes) -> bool | None:
@@ -92,8 +108,13 @@ class BasicAuth:
 
         @web.middleware
         async def require_basic_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
-            if await self.verify(request.headers.get("Authorization")):
+            verified = await self.verify(request.headers.get("Authorization"))
+            if verified:
                 return await handler(request)
+            if verified is None:
+                return web.Response(
+                    status=503, text="503: Too many logins being checked\n", headers={"Retry-After": "1"}
+                )
             return web.Response(
                 status=401,
                 text="401: Unauthorized\n",

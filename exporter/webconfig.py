@@ -21,6 +21,7 @@ import yaml
 from aiohttp.typedefs import Middleware
 
 from exporter.config import ConfigError
+from exporter.files import MAX_CONFIG_BYTES, UnreadableFile, read_regular
 from exporter.webauth import BasicAuth, RateLimit
 from exporter.webtls import (
     CIPHER_SUITES,
@@ -321,9 +322,9 @@ def parse_web_config(document: object, directory: Path) -> WebConfigFile:
 
 def _read_document(path: Path) -> object:
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise ConfigError(f"{WEB_CONFIG_FIELD}: cannot read {path}: {error.strerror or error}") from None
+        text = read_regular(path, MAX_CONFIG_BYTES)[0].decode("utf-8")
+    except UnreadableFile as error:
+        raise ConfigError(f"{WEB_CONFIG_FIELD}: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{WEB_CONFIG_FIELD}: {path} is not UTF-8 text") from None
     try:

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.config import ConfigError
+from exporter.files import MAX_CONFIG_BYTES, UnreadableFile, read_regular
 
 log = structlog.get_logger("exporter.webtls")
 
@@ -108,9 +109,9 @@ class TLSServerSettings:
 
 def _read(path: Path, field_path: str) -> bytes:
     try:
-        return path.read_bytes()
-    except OSError as error:
-        raise web_config_error(field_path, f"cannot read {path}: {error.strerror or error}") from None
+        return read_regular(path, MAX_CONFIG_BYTES)[0]
+    except UnreadableFile as error:
+        raise web_config_error(field_path, str(error)) from None
 
 
 def _load_certificate(context: ssl.SSLContext, settings: TLSServerSettings) -> None:

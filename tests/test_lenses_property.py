@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter.decode import as_label
 from exporter.simulator.server import Simulator
 from tests.lenses_fixtures import lenses_settings, simulator_options
 from tests.support import parse_samples, promtool_check_metrics
@@ -142,12 +143,13 @@ def wait_for_marker(client: httpx.Client, url: str, marker: str) -> str:
 
 
 def expected_names(batch: list[Any]) -> set[str]:
-    """The environments the exporter must show: the last object under each usable name."""
+    """The environments the exporter must show: the last object under each usable name, the name as a label
+    value (lone surrogates as U+FFFD, cut at 1 KiB); of names that then read the same, the first listed."""
     latest: dict[str, Any] = {}
     for raw in batch:
         if isinstance(raw, dict) and isinstance(raw.get("name"), str) and raw["name"]:
             latest[raw["name"]] = raw
-    return set(latest)
+    return {as_label(name, "name") or "" for name in latest}
 
 
 # The exporter and simulator run in a background thread and use `random` for jitter while hypothesis draws.

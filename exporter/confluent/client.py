@@ -14,7 +14,9 @@ import httpx
 import structlog
 from tenacity import RetryCallState
 
+from exporter import decode
 from exporter.config import ConfluentTarget
+from exporter.confluent.model import compact_agent
 from exporter.health import Telemetry
 from exporter.secrets import SecretUnavailable
 from exporter.upstream import (
@@ -34,6 +36,10 @@ ENDPOINT = "agents"
 TRUSTED_DOMAIN = ".confluent.cloud"
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+def _data_listing(body: bytes) -> decode.Listing:
+    return decode.listing(body, "data")
 
 
 class ListingError(UpstreamError):
@@ -174,17 +180,22 @@ class ConfluentClient:
             credentials_follow=credentials_may_follow,
             on_response=self._note_rate_limit,
             deadline=self.target.deadline,
+            decoder=_data_listing,
         )
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-            raise UpstreamError(
-                "decode", f"{ENDPOINT}: response has no data list", endpoint=ENDPOINT, request_id=request_id
-            )
         try:
-            next_token = page_token_of(body.get("metadata"))
+            # Kept until the listing is complete: only what decoding reads, each item as it is decoded.
+            data = [compact_agent(item) for item in body]
+            next_token = page_token_of(body.fields.get("metadata"))
         except UpstreamError as error:
             error.request_id = request_id
             raise
-        return body["data"], next_token, request_id
+        except decode.InvalidJSON as error:
+            # Found while reading the items, after the fetch: counted as the fetch counts a decode failure.
+            self.telemetry.failures.labels(SOURCE, ENDPOINT, "decode").inc()
+            raise UpstreamError(
+                "decode", f"{ENDPOINT}: {error}", endpoint=ENDPOINT, request_id=request_id
+            ) from None
+        return data, next_token, request_id
 
     def _note_rate_limit(self, response: httpx.Response) -> None:
         """The budget the answer reports (`X-RateLimit-Limit` / `-Remaining`), whatever its status."""

@@ -174,9 +174,15 @@ class ConfluentSync:
         for index, raw in enumerate(listing.items):
             if index % RENDER_BATCH == RENDER_BATCH - 1:
                 await asyncio.sleep(0)  # ten thousand agents take half a second: let scrapes in between
+            cuts: list[str] = []
             try:
-                agent = decode_agent(raw)
+                agent = decode_agent(raw, cuts)
             except InvalidAgent:
+                invalid += 1
+                continue
+            for field in cuts:
+                self.telemetry.invalid_fields.labels(SOURCE, target.name, field).inc()
+            if agent.key in rendered:  # names that read the same once made label values: the first is kept
                 invalid += 1
                 continue
             if not target.selection.keeps({"agent": agent.name, "kafka_cluster_id": agent.kafka_cluster_id}):

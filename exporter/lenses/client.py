@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
+from exporter import decode
 from exporter.config import LensesSettings
 from exporter.health import Telemetry
 from exporter.secrets import SecretUnavailable
@@ -24,6 +26,10 @@ def path_segment(name: str) -> str:
     """An upstream name as one path segment: percent-encoded, dots included, so that `.` and `..` name an
     environment instead of walking the path (HTTP clients resolve dot segments before sending)."""
     return quote(name, safe="").replace(".", "%2E")
+
+
+def _items_listing(body: bytes) -> decode.Listing:
+    return decode.listing(body, "items")
 
 
 class LensesClient:
@@ -48,7 +54,9 @@ class LensesClient:
         """The live stream's URL."""
         return f"{self.settings.url}/v1/environments/live/sse"
 
-    async def _get(self, path: str, endpoint: str) -> tuple[Any, str]:
+    async def _get(
+        self, path: str, endpoint: str, decoder: Callable[[bytes], Any] = decode.loads
+    ) -> tuple[Any, str]:
         return await fetch_json(
             self.http,
             f"{self.settings.url}{path}",
@@ -58,23 +66,18 @@ class LensesClient:
             max_bytes=self.settings.max_body_bytes,
             auth_headers=self.auth_headers,
             deadline=self.settings.deadline,
+            decoder=decoder,
         )
 
-    async def list_environments(self) -> tuple[list[Any], str]:
-        """Every environment as raw JSON objects, and the request id. Retries network trouble, 5xx and 429."""
+    async def list_environments(self) -> tuple[decode.Listing, str]:
+        """Every environment as raw JSON objects, decoded one at a time as the listing is iterated (an item
+        that cannot be decoded comes as `decode.Undecodable`), and the request id. Retries network trouble,
+        5xx and 429."""
         async for attempt in retrying():
             with attempt:
-                body, request_id = await self._get("/v1/environments", "environments")
-        items = body.get("items") if isinstance(body, dict) else None
-        if not isinstance(items, list):
-            self.telemetry.failures.labels(SOURCE, "environments", "decode").inc()
-            raise UpstreamError(
-                "decode",
-                "environments: body has no `items` list",
-                endpoint="environments",
-                request_id=request_id,
-            )
-        return items, request_id
+                items, request_id = await self._get("/v1/environments", "environments", _items_listing)
+        listing: decode.Listing = items
+        return listing, request_id
 
     async def count_kafka_connections(self, environment: str) -> int:
         """How many Kafka connections an environment defines."""
@@ -107,7 +110,8 @@ async def probe(settings: LensesSettings) -> Probe:
     """One listing request, for `check --connect`: reachable, auth failed, not found or unreachable."""
     client = LensesClient(settings, Telemetry())
     try:
-        _, request_id = await client._get("/v1/environments", "environments")
+        # Read only up to the start of its items: reachability needs no more.
+        _, request_id = await client._get("/v1/environments", "environments", _items_listing)
     except UpstreamError as error:
         return probe_from_error(SOURCE, settings.name, error)
     finally:

@@ -3,10 +3,11 @@ becomes None and drops only the series it feeds."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from exporter.decode import as_count, as_mapping, as_number, as_text, as_timestamp
+from exporter.decode import Undecodable, as_count, as_label, as_mapping, as_number, as_timestamp
 
 SECTIONS = ("kafka", "data", "apps", "connect", "other")
 
@@ -33,7 +34,11 @@ INVALID_FIELDS = (
     "roundtrip_duration",
     *(key for section in SECTIONS for key in SECTION_FIELDS[section]),
 )
-"""The field names decoding may drop and count (`lenses_hq_exporter_invalid_fields_total{field}`)."""
+"""The field names decoding may drop and count (`lenses_hq_exporter_invalid_fields_total{field}`) that are
+known in advance; label values cut to size add their own (`name`, `capability`, `metadata`, ...)."""
+
+MAX_CAPABILITIES = 64
+"""Capabilities kept per agent (each one is a series); more are cut and counted."""
 
 
 class InvalidEnvironment(ValueError):
@@ -106,7 +111,7 @@ def decode_kafka_connection(raw: Any) -> KafkaConnection | None:
     overridden; None for an item without a usable name. Addresses and auth settings are never kept."""
     if not isinstance(raw, dict):
         return None
-    name = as_text(raw.get("name"))
+    name = as_label(raw.get("name"), "kafka_connection")
     if not name or len(name) > MAX_CONNECTION_TEXT:
         return None
     auth = raw.get("auth")
@@ -153,19 +158,27 @@ def _section(raw: Any, name: str, invalid: list[str]) -> Section | None:
         if negative:
             invalid.append(key)
     values = tuple(numbers)
-    version = as_text(block.get("version")) if name == "kafka" else None
+    version = as_label(block.get("version"), "kafka_version", invalid) if name == "kafka" else None
     return Section(values, as_timestamp(block.get("updated_at")), version)
+
+
+def _capabilities(raw: Any, invalid: list[str]) -> dict[str, bool]:
+    """At most MAX_CAPABILITIES, each name a label value; names equal once made one are kept once."""
+    capabilities: dict[str, bool] = {}
+    for key, value in as_mapping(raw).items():
+        if not isinstance(value, bool):
+            continue
+        if len(capabilities) >= MAX_CAPABILITIES:
+            invalid.append("capabilities")
+            break
+        capabilities.setdefault(as_label(key, "capability", invalid) or "", value)
+    return capabilities
 
 
 def _agent(raw: Any, invalid: list[str]) -> Agent | None:
     if not isinstance(raw, dict):
         return None
     identity = as_mapping(raw.get("agent"))
-    capabilities = {
-        str(key): value
-        for key, value in as_mapping(identity.get("capabilities")).items()
-        if isinstance(value, bool)
-    }
     metrics = as_mapping(raw.get("metrics"))
     sections = {
         name: section
@@ -178,42 +191,57 @@ def _agent(raw: Any, invalid: list[str]) -> Agent | None:
     return Agent(
         updated_at=as_timestamp(raw.get("updated_at")),
         roundtrip_duration=roundtrip,
-        hostname=as_text(identity.get("hostname")),
-        version=as_text(identity.get("version")),
-        protocol_version=_version_text(identity.get("protocol_version")),
-        capabilities=capabilities,
+        hostname=as_label(identity.get("hostname"), "hostname", invalid),
+        version=as_label(identity.get("version"), "version", invalid),
+        protocol_version=_version_text(identity.get("protocol_version"), invalid),
+        capabilities=_capabilities(identity.get("capabilities"), invalid),
         sections=sections,
     )
 
 
-def _version_text(value: Any) -> str | None:
+def _version_text(value: Any, invalid: list[str]) -> str | None:
     if isinstance(value, str):
-        return value
+        return as_label(value, "protocol_version", invalid)
     number = as_number(value)
     return None if number is None else (str(int(number)) if number.is_integer() else str(number))
 
 
-def decode_environment(raw: Any) -> Environment:
-    """Decode one environment object; raises `InvalidEnvironment` only when it has no usable name."""
+def _metadata(raw: Any, keys: Collection[str], invalid: list[str]) -> dict[str, str]:
+    """Only the metadata the exporter exports (`keys`, the allowlist): the rest is not kept."""
+    metadata = as_mapping(raw)
+    kept: dict[str, str] = {}
+    for key in keys:
+        value = as_label(metadata.get(key), "metadata", invalid)
+        if value is not None:
+            kept[key] = value
+    return kept
+
+
+def decode_environment(raw: Any, metadata_keys: Collection[str] = ()) -> Environment:
+    """Decode one environment object; raises `InvalidEnvironment` only when it has no usable name.
+
+    Only the metadata in `metadata_keys` is kept. Every text that becomes a label value is made fit for one
+    (`as_label`); the fields dropped (missing where expected, out of range) or cut to fit are named in the
+    environment's `invalid_fields`."""
+    if isinstance(raw, Undecodable):
+        raise InvalidEnvironment(f"environment is {raw.reason}")
     if not isinstance(raw, dict):
         raise InvalidEnvironment("environment is not a JSON object")
-    name = raw.get("name")
-    if not isinstance(name, str) or not name:
-        raise InvalidEnvironment("environment has no name")
     status = as_mapping(raw.get("status"))
     connected = status.get("agent_connected")
     invalid: list[str] = [] if isinstance(connected, bool) else ["agent_connected"]
-    agent = _agent(status.get("agent"), invalid)
-    metadata = {str(k): v for k, v in as_mapping(raw.get("metadata")).items() if isinstance(v, str)}
+    name = as_label(raw.get("name"), "name", invalid)
+    if not name:
+        raise InvalidEnvironment("environment has no name")
     return Environment(
         name=name,
-        tier=as_text(raw.get("tier")) or "",
-        display_name=as_text(raw.get("display_name")) or "",
-        id=as_text(raw.get("id")) or "",
-        lrn=as_text(raw.get("lrn")) or "",
+        tier=as_label(raw.get("tier"), "tier", invalid) or "",
+        display_name=as_label(raw.get("display_name"), "display_name", invalid) or "",
+        id=as_label(raw.get("id"), "id", invalid) or "",
+        lrn=as_label(raw.get("lrn"), "lrn", invalid) or "",
         created_at=as_timestamp(raw.get("created_at")),
         agent_connected=connected if isinstance(connected, bool) else None,
-        agent=agent,
-        metadata=metadata,
+        agent=_agent(status.get("agent"), invalid),
+        metadata=_metadata(raw.get("metadata"), metadata_keys, invalid),
         invalid_fields=tuple(invalid),
     )

@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import json
 import random
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
 from httpx_sse import ServerSentEvent
 
-from exporter import memory
+from exporter import decode, memory
 from exporter.config import LensesSettings
 from exporter.health import Health, Telemetry, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
@@ -103,6 +103,7 @@ class LensesSync:
         self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
         self._roundtrip_warned = False
         self.status.stream = "connecting" if settings.sse else "disabled"
+        self._stream_opened_before = False
         telemetry.start_endpoint(SOURCE, "environments")
         if settings.kafka_connections:
             telemetry.start_endpoint(SOURCE, "kafka_connections")
@@ -157,10 +158,10 @@ class LensesSync:
         try:
             async with self._listing_slots:
                 items, request_id = await self.client.list_environments()
+                environments = await self._decode_all(items, request_id)
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
-        environments = await self._decode_all(items, request_id)
         del items  # the raw JSON goes before rendering, so the new state reuses its memory
         if self.settings.kafka_connections:
             await self._poll_connections(environments)
@@ -171,14 +172,30 @@ class LensesSync:
         self._listed.set()
         return True
 
-    async def _decode_all(self, items: list[Any], request_id: str) -> dict[str, Environment]:
+    async def _decode_all(
+        self, items: Iterable[Any], request_id: str, endpoint: str | None = "environments"
+    ) -> dict[str, Environment]:
+        """Decode a listing one item at a time, each raw item dropped once decoded. A listing whose structure
+        breaks between items raises `UpstreamError` (counted as a failure of `endpoint`, when given)."""
         environments: dict[str, Environment] = {}
-        for index, raw in enumerate(items):
-            if index % BATCH == BATCH - 1:
-                await asyncio.sleep(0)  # let scrapes and stream events in between
-            environment = self._decode(raw, request_id)
-            if environment is not None and self.shard.owns(environment.name):
+        try:
+            for index, raw in enumerate(items):
+                if index % BATCH == BATCH - 1:
+                    await asyncio.sleep(0)  # let scrapes and stream events in between
+                environment = self._decode(raw, request_id)
+                if environment is None or not self.shard.owns(environment.name):
+                    continue
+                if environment.name in environments:
+                    # Distinct upstream names that read the same (invalid UTF-8, lone surrogates, a cut):
+                    # one label set must not get two series, so the first listed is kept.
+                    self._drop("environment name listed twice (once made a label value)", request_id)
+                    continue
                 environments[environment.name] = environment
+        except decode.InvalidJSON as error:
+            if endpoint is not None:
+                self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
+            message = f"{endpoint}: {error}" if endpoint else str(error)
+            raise UpstreamError("decode", message, endpoint=endpoint or "", request_id=request_id) from None
         skipped = {name for name, environment in environments.items() if not self._keeps(environment)}
         for name in skipped:
             del environments[name]
@@ -192,14 +209,9 @@ class LensesSync:
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
         try:
-            environment = decode_environment(raw)
+            environment = decode_environment(raw, self.settings.metadata_labels)
         except InvalidEnvironment as error:
-            self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
-            if str(error) not in self._invalid_logged:
-                self._invalid_logged.add(str(error))
-                log.warning(
-                    "environment_dropped", target=self.target, error=str(error), request_id=request_id
-                )
+            self._drop(str(error), request_id)
             return None
         self._count_invalid_fields(environment, request_id)
         return environment
@@ -245,6 +257,13 @@ class LensesSync:
                 median_seconds=sorted(seconds)[len(seconds) // 2],
                 hint=f"check lenses.roundtrip_duration_unit (now {self.settings.roundtrip_duration_unit})",
             )
+
+    def _drop(self, error: str, request_id: str) -> None:
+        """Count an environment dropped whole, and log each distinct reason once."""
+        self.telemetry.invalid_objects.labels(SOURCE, self.target).inc()
+        if error not in self._invalid_logged:
+            self._invalid_logged.add(error)
+            log.warning("environment_dropped", target=self.target, error=error, request_id=request_id)
 
     async def _poll_connections(self, environments: dict[str, Environment]) -> None:
         limit = asyncio.Semaphore(max(1, self.settings.kafka_connections_concurrency))
@@ -370,7 +389,6 @@ class LensesSync:
     async def _stream_until_failure(self) -> None:
         parser = EventParser(self.settings.sse_max_event_bytes, self._invalid_event_id)
         failures = 0  # since the last event received: a stream that opens and then dies keeps backing off
-        opened_before = False
         logged_error = ""  # the failure last logged, so a flapping stream logs once per change
         while True:
             self.telemetry.requests.labels(SOURCE, "stream").inc()
@@ -384,9 +402,9 @@ class LensesSync:
                     self.settings.deadline,
                 ) as stream:
                     opened = True
-                    if opened_before:
+                    if self._stream_opened_before:  # across restarts of this loop too
                         self.telemetry.sse_reconnects.labels(self.target).inc()
-                    opened_before = True
+                    self._stream_opened_before = True
                     self._stream_state("connected", 1)
                     self.relist.set()
                     async for event in stream.events():
@@ -450,23 +468,25 @@ class LensesSync:
         self.telemetry.sse_events.labels(self.target, name).inc()
         if name in ("unknown", "oversize"):
             return
-        try:
-            data = json.loads(event.data)
-        except ValueError:
-            self._invalid_event(name, "data is not valid JSON", request_id)
-            return
         if name == "snapshot":
-            items = data.get("items") if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                self._invalid_event(name, "snapshot has no `items` list", request_id)
+            try:
+                items = decode.listing(event.data, "items")
+                received = time.monotonic()
+                environments = await self._decode_all(items, request_id, None)  # None: no fetch to count
+            except (decode.InvalidJSON, UpstreamError) as error:
+                self._invalid_event(name, str(error).replace("body", "snapshot", 1), request_id)
                 return
-            received = time.monotonic()
-            environments = await self._decode_all(items, request_id)
-            del data, items  # as in `sync_once`
+            del items  # as in `sync_once`
             await self._apply_listing(environments, received)
             memory.settle_after_listing()
             self.status.objects_changed(len(self._environments))
-        elif name == "environment_updated":
+            return
+        try:
+            data = decode.loads(event.data)
+        except decode.InvalidJSON as error:
+            self._invalid_event(name, str(error).replace("body", "data", 1), request_id)
+            return
+        if name == "environment_updated":
             environment = self._decode(data, request_id)
             if environment is not None and self.shard.owns(environment.name):
                 if self._keeps(environment):
@@ -477,8 +497,9 @@ class LensesSync:
                     self._delete(environment.name)
                 self.status.objects_skipped(len(self._filtered))
         else:
-            deleted = data.get("name") if isinstance(data, dict) else None
-            if not isinstance(deleted, str):
+            # The name as the environment is held: made a label value the way `decode_environment` makes it.
+            deleted = decode.as_label(data.get("name"), "name") if isinstance(data, dict) else None
+            if deleted is None:
                 self._invalid_event(name, "deletion has no `name`", request_id)
                 return
             self._filtered.discard(deleted)

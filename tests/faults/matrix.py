@@ -55,6 +55,31 @@ ROWS = (
     Row("drift-missing-blocks", "Whole blocks missing (agent metrics, spec)", "`up` 1, their series dropped"),
     Row("drift-huge-numbers", "Numbers of 10^30, 2^64+1 and 1.7e308", "`up` 1, exported as floats"),
     Row("drift-negative", "Negative counts and durations", "`up` 1, dropped and counted as invalid fields"),
+    Row(
+        "item-nesting-bomb",
+        "One object of a listing nested 1,000 deep",
+        "`up` 1, that object dropped and counted, the rest applied",
+    ),
+    Row(
+        "item-huge-integer",
+        "One object with a 5,000-digit integer",
+        "`up` 1, only that field dropped",
+    ),
+    Row(
+        "item-invalid-utf8",
+        "Invalid UTF-8 in one object's name",
+        "`up` 1, the name kept with U+FFFD, the rest applied",
+    ),
+    Row(
+        "names-colliding",
+        "Names that differ only in lone surrogates (and one with a real `?`)",
+        "`up` 1, one series per label set, valid OpenMetrics",
+    ),
+    Row(
+        "labels-unbounded",
+        "A 100 KB name or model, 20,000 capabilities, tools and metadata keys",
+        "`up` 1, values cut at 1 KiB, fan-out capped, each cut counted",
+    ),
     Row("sse-404", "The live stream answers 404", "stream `unavailable`, polling keeps `up` 1; found again"),
     Row(
         "sse-cut-mid-event",
@@ -71,6 +96,11 @@ ROWS = (
         "sse-oversize",
         "One event larger than sse_max_event_bytes",
         "dropped and counted `oversize`, stream stays open",
+    ),
+    Row(
+        "sse-nesting-bomb",
+        "A stream event nested 1,000 deep",
+        "dropped and counted `invalid`, the stream goes on",
     ),
     Row("sse-flood", "10,000 events a second for a few seconds", "memory bounded, scrapes served, converges"),
     Row(
@@ -152,6 +182,11 @@ ROWS = (
         "401-then-fixed",
         "Wrong credentials in the file, then fixed",
         "`up` 0 (http_401), then 1 without restart",
+    ),
+    Row(
+        "credential-file-non-ascii",
+        "A credential file rewritten with non-ASCII text, then fixed (with a BOM and a newline)",
+        "`up` 0 with a clear error, no crash; up 1 once fixed",
     ),
     Row(
         "tls-untrusted",
