@@ -76,7 +76,7 @@ def _tools(raw: Any, cuts: list[str] | None) -> tuple[str, ...] | None:
 
 
 _NO_NAME = Undecodable("not a JSON object with a name")
-_KEPT_METADATA = ("self", "uid", "created_at", "updated_at")
+_KEPT_METADATA = ("self", "uid", "created_at", "updated_at", "labels")  # labels: for the allowlist
 _KEPT_TOOLS = 4 * MAX_TOOLS  # enough that a list over MAX_TOOLS distinct tools is still seen as one
 
 
