@@ -45,6 +45,8 @@ class State:
 
     def __init__(self) -> None:
         self.environments: dict[str, Environment] = {}
+        self.hq = ""
+        """The HQ's `target` label."""
         self.agents: dict[str, tuple[ConfluentTarget, list[FlinkAgent]]] = {}
 
     def put_raw(self, raw: Any) -> None:
@@ -70,7 +72,7 @@ class StateCollector(Collector):
                 family.name, family.help, labels=[*lenses_metrics.COMMON_LABELS, *family.labels]
             )
             for environment in environments:
-                common = lenses_metrics.common_values(environment)
+                common = lenses_metrics.common_values(environment, self.state.hq)
                 for label_values, value in family.read(environment):
                     metric.add_metric([*common, *label_values], value)
             if metric.samples:
@@ -133,6 +135,7 @@ async def serve(config: Path) -> None:
     closers = []
     if settings.lenses is not None:
         lenses = settings.lenses
+        state.hq = lenses.name
         lenses_group = lenses_metrics.build_group(lenses.roundtrip_duration_unit, lenses.metadata_labels)
         client = LensesClient(lenses, telemetry)
         closers.append(client.aclose)

@@ -287,6 +287,7 @@ class Bench:
             await self.trim()
             if self.options.profile:
                 await self.profiles()
+            await self.filtered()
         finally:
             for child in list(self.children.values()):
                 with contextlib.suppress(Exception):
@@ -357,8 +358,9 @@ class Bench:
         self.figures["simulator_list_agents_ms"] = 1000 * (time.perf_counter() - began)
         self.details["simulator"].update(agent_pages=pages, agents_listed=agents)
 
-    def write_config(self) -> Path:
-        """The exporter's configuration: the simulator as upstream, every other setting at its default."""
+    def write_config(self, filtered: bool = False) -> Path:
+        """The exporter's configuration: the simulator as upstream, every other setting at its default;
+        `filtered`: only the production tier, and the capability, metadata and tool families denied."""
         work = self.options.work_dir
         work.mkdir(parents=True, exist_ok=True)
         secrets = {"hq-token": LENSES_TOKEN, "api-key": CONFLUENT_API_KEY, "api-secret": CONFLUENT_API_SECRET}
@@ -376,14 +378,15 @@ class Bench:
       api_secret_file: {work / "api-secret"}"""
             for index, environment_id in enumerate(self.sim["confluent_environment_ids"], start=1)
         )
-        config = work / "exporter.yml"
+        config = work / ("exporter-filtered.yml" if filtered else "exporter.yml")
+        filters = FILTERS if filtered else ""
         config.write_text(
             f"""web:
   listen_address: 127.0.0.1:0
 lenses:
   name: hq
   url: {self.sim["lenses_url"]}
-  token_file: {work / "hq-token"}
+  token_file: {work / "hq-token"}{filters}
 confluent:
   targets:{targets}
 log:
@@ -751,6 +754,35 @@ log:
         upstream["lenses_observed_per_minute"] = observed_lenses / window
         upstream["confluent_observed_per_minute_per_target"] = observed_confluent / window
 
+    async def filtered(self) -> None:
+        """A second exporter with filters (production tier only; capability, metadata and tool families
+        denied), alone once the first is stopped: its series, scrape time and RSS beside the unfiltered."""
+        await self.children.pop("exporter").stop()
+        config = self.write_config(filtered=True)
+        started = time.perf_counter()
+        child = await Child.start(
+            "filtered", "bench.exporter_host", [str(config)], self.options.work_dir / "logs", READY_TIMEOUT
+        )
+        self.children["filtered"] = child
+        readyz = f"http://127.0.0.1:{child.ready['port']}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            async with self.session.get(readyz) as response:
+                if response.status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the filtered exporter did not become ready")
+            await asyncio.sleep(0.05)
+        self.figures["filtered_initial_sync_s"] = time.perf_counter() - started
+        self.figures["filtered_rss_after_sync_mb"] = child.rss_bytes() / 2**20
+        _, size, body = await self.scrape("filtered", "text", keep=True)
+        timings = [(await self.scrape("filtered", "text"))[0] for _ in range(self.options.scrapes)]
+        series = body.count(b"\n") - body.count(b"\n#")
+        self.details["filtered"] = {"text_bytes": size, "series": series, "config": FILTERS.strip()}
+        self.figures["filtered_series"] = float(series)
+        self.figures["filtered_scrape_text_median_ms"] = statistics.median(timings) * 1000
+        await self.children.pop("filtered").stop()
+
     async def profiles(self) -> None:
         """py-spy recordings of the exporter: scraping (text and gzip), applying updates, re-listing."""
         binary = py_spy()
@@ -872,6 +904,16 @@ scrape_configs:
             result = await self.query(f"{name}_over_time({window})")
             figures[name] = float(result[0]["value"][1]) if result else float("nan")
         return figures
+
+
+FILTERS = """
+  include: {tier: production}
+metrics:
+  deny:
+    - lenses_environment_agent_capability
+    - lenses_environment_metadata_info
+    - confluent_flink_agent_tool_info"""
+"""The filtered run's settings: what a team keeping only production and dropping the detail families sets."""
 
 
 def free_port() -> int:

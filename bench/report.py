@@ -107,6 +107,10 @@ ROWS = (
     Row("body_gzip_mb", "exposition size, gzip level 1 (the floor's)", "MB"),
     Row("scrape_gzip_body_mb", "exposition size, the exporter's gzip", "MB"),
     Row("series", "series exposed", ""),
+    Row("filtered_series", "series exposed, filtered (production only, detail families denied)", ""),
+    Row("filtered_scrape_text_median_ms", "scrape /metrics text, filtered, median", "ms"),
+    Row("filtered_rss_after_sync_mb", "RSS after sync, filtered", "MB"),
+    Row("filtered_initial_sync_s", "exporter start -> ready, filtered", "s"),
     Row("effective_parallelism", "CPU-bound processes the machine runs at once", "x"),
 )
 
@@ -297,6 +301,8 @@ def _notes(key: str, details: dict[str, Any]) -> str:
         return "longest: " + ", ".join(f"{stall['ms']:.0f} ms" for stall in worst[:5]) if worst else ""
     if key == "series" and "baseline_body" in details:
         return f"baseline body {details['baseline_body']['text_bytes'] / 2**20:.1f} MB text"
+    if key == "filtered_series" and "filtered" in details:
+        return f"{details['filtered']['text_bytes'] / 2**20:.1f} MB text; beside `series exposed`"
     return ""
 
 

@@ -15,6 +15,7 @@ from exporter.mixin import (
     DEFAULT_RUNBOOK_URL,
     DashboardSettings,
     MixinError,
+    check_cluster_label,
     check_link_prefix,
     dashboard_builders,
     render_dashboard,
@@ -44,9 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runbook-url", default=DEFAULT_RUNBOOK_URL, help="the runbook (default: %(default)s)"
     )
+    parser.add_argument(
+        "--cluster-label",
+        default="",
+        help="a label (e.g. cluster) every query selects and keeps, with its own variable (default: none)",
+    )
     args = parser.parse_args(argv)
     try:
-        settings = DashboardSettings(check_link_prefix(args.link_prefix, "--link-prefix"), args.runbook_url)
+        settings = DashboardSettings(
+            check_link_prefix(args.link_prefix, "--link-prefix"),
+            args.runbook_url,
+            check_cluster_label(args.cluster_label, "--cluster-label"),
+        )
     except MixinError as error:
         parser.error(str(error))
     args.output.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,10 @@ RULE_HEADER = (
 # Settings with values of their own in the chart rather than under `thresholds`.
 OWN_VALUES = {"job_selector": "jobSelector", "runbook_url": "runbookUrl"}
 
+# Settings that change the rules' shape, not a value in them: the chart keeps their defaults (a setup that
+# needs one renders its rules with `lenses-hq-exporter mixin rules --set ...`).
+NOT_IN_CHART = {"cluster_label"}
+
 
 def value_name(field: str) -> str:
     """The chart's value name of a setting: `agent_disconnected_for` → `agentDisconnectedFor`."""
@@ -32,7 +36,11 @@ def value_name(field: str) -> str:
 
 def threshold_fields() -> list[dataclasses.Field[object]]:
     """The settings that are `prometheusRule.thresholds` values."""
-    return [field for field in dataclasses.fields(AlertSettings) if field.name not in OWN_VALUES]
+    return [
+        field
+        for field in dataclasses.fields(AlertSettings)
+        if field.name not in OWN_VALUES and field.name not in NOT_IN_CHART
+    ]
 
 
 def _stand_ins() -> tuple[AlertSettings, list[tuple[str, str]]]:
@@ -41,6 +49,8 @@ def _stand_ins() -> tuple[AlertSettings, list[tuple[str, str]]]:
     changes: dict[str, object] = {}
     replacements: list[tuple[str, str]] = []
     for index, field in enumerate(dataclasses.fields(AlertSettings)):
+        if field.name in NOT_IN_CHART:
+            continue
         name = value_name(field.name)
         default = getattr(defaults, field.name)
         expression = f"{{{{ $s.{name} }}}}"

@@ -26,6 +26,7 @@ from exporter.config import (
     ConfluentSettings,
     ConfluentTarget,
     LensesSettings,
+    Selection,
     Settings,
     WebSettings,
     check_listen_address,
@@ -278,6 +279,13 @@ def _add_mixin(commands: argparse._SubParsersAction[_Parser]) -> None:
     )
     dashboards.add_argument("--runbook-url", metavar="URL", help=runbook_help)
     dashboards.add_argument(
+        "--cluster-label",
+        default="",
+        metavar="LABEL",
+        help="a label (e.g. cluster) every query selects and keeps, for one Prometheus over several "
+        "clusters (default: none)",
+    )
+    dashboards.add_argument(
         "--output", default=".", metavar="DIR", help="directory to write into (default: .)"
     )
 
@@ -459,7 +467,7 @@ def _run(arguments: argparse.Namespace) -> int:
     log.info(
         "configuration_loaded",
         source=settings.source,
-        lenses=settings.lenses.name if settings.lenses else None,
+        lenses=",".join(hq.name for hq in settings.hqs) or None,
         confluent_targets=len(settings.confluent.targets),
         shard=settings.shard.index,
         total_shards=settings.shard.total,
@@ -484,13 +492,13 @@ def summary(settings: Settings) -> list[str]:
         lines[-1] += f", web config {web.config_file}"
     if settings.shard.total > 1:
         lines.append(f"shard: {settings.shard.index} of {settings.shard.total}")
-    lenses = settings.lenses
-    if lenses is not None:
+    for lenses in settings.hqs:
         lines.append(
             f"lenses/{lenses.name}: {lenses.url}, token from {describe_secret(lenses.token)}, "
             f"re-list every {format_duration(lenses.poll_interval)}, "
             f"live stream {'on' if lenses.sse else 'off'}"
             + (", kafka connections on" if lenses.kafka_connections else "")
+            + describe_selection(lenses.selection)
         )
     for target in settings.confluent.targets:
         if target.token is not None:
@@ -505,8 +513,29 @@ def summary(settings: Settings) -> list[str]:
             f"environment {target.environment_id}, {credentials}, "
             f"poll every {format_duration(target.poll_interval)}"
             + (f", tier {target.tier}" if target.tier else "")
+            + describe_selection(target.selection)
+        )
+    metrics = settings.metrics
+    if metrics.allow or metrics.deny:
+        lines.append(
+            "metrics: "
+            + ", ".join(
+                f"{word} {' '.join(patterns)}"
+                for word, patterns in (("allow", metrics.allow), ("deny", metrics.deny))
+                if patterns
+            )
         )
     return [f"configuration OK ({settings.source})", *(f"  {line}" for line in lines)]
+
+
+def describe_selection(selection: Selection) -> str:
+    """`, include tier=~production, exclude environment=~sandbox-.*` (empty without filters)."""
+    parts = [
+        f"{word} " + " ".join(f"{name}=~{pattern.pattern}" for name, pattern in part.patterns)
+        for word, part in (("include", selection.include), ("exclude", selection.exclude))
+        if part.patterns
+    ]
+    return "".join(f", {part}" for part in parts)
 
 
 def printable(text: str) -> str:
@@ -535,8 +564,8 @@ async def probe_all(settings: Settings) -> list[Probe]:
     from exporter.lenses import client as lenses_client
 
     calls: list[tuple[str, str, Awaitable[Probe]]] = []
-    if settings.lenses is not None:
-        calls.append(("lenses", settings.lenses.name, lenses_client.probe(settings.lenses)))
+    for hq in settings.hqs:
+        calls.append(("lenses", hq.name, lenses_client.probe(hq)))
     for target in settings.confluent.targets:
         calls.append(("confluent", target.name, confluent_client.probe(target)))
     results = await asyncio.gather(*(call for _, _, call in calls), return_exceptions=True)
@@ -621,6 +650,7 @@ def _mixin(arguments: argparse.Namespace) -> int:
             dashboard_settings = mixin.DashboardSettings(
                 mixin.check_link_prefix(arguments.link_prefix, "--link-prefix"),
                 arguments.runbook_url or mixin.DEFAULT_RUNBOOK_URL,
+                mixin.check_cluster_label(arguments.cluster_label, "--cluster-label"),
             )
             files = mixin.render_dashboards(dashboard_settings)
     except (mixin.MixinError, UsageError) as error:

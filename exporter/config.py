@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import difflib
+import fnmatch
 import os
 import re
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from exporter.confluent.metrics import FAMILY_NAMES as CONFLUENT_FAMILIES
+from exporter.confluent.metrics import agent_label_name
 from exporter.files import MAX_CONFIG_BYTES, UnreadableFile, check_regular, read_regular
+from exporter.lenses.metrics import FAMILY_NAMES as LENSES_FAMILIES
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, metadata_label_name
 from exporter.secrets import Secret, SecretUnavailable, header_safe
 from exporter.sharding import Shard
@@ -51,8 +55,47 @@ DEADLINE_FACTOR = 3
 
 
 @dataclass(frozen=True)
+class ObjectFilter:
+    """Regular expressions, by field name, that an object's fields must all match in full."""
+
+    patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
+
+    def matches(self, values: Mapping[str, str]) -> bool:
+        """Whether every pattern matches the whole of its field's value."""
+        return all(pattern.fullmatch(values[name]) for name, pattern in self.patterns)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which objects of a target are exported: those matching `include` (when set) and not `exclude`."""
+
+    include: ObjectFilter = field(default_factory=ObjectFilter)
+    exclude: ObjectFilter = field(default_factory=ObjectFilter)
+
+    def keeps(self, values: Mapping[str, str]) -> bool:
+        """Whether an object with these field values is exported."""
+        if self.include.patterns and not self.include.matches(values):
+            return False
+        return not (self.exclude.patterns and self.exclude.matches(values))
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """Which data families are exported at all: names or globs, as kube-state-metrics' allow/deny lists."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def keeps(self, family: str) -> bool:
+        """Whether a family is exported: on the allow list (when there is one) and not on the deny list."""
+        if self.allow and not any(fnmatch.fnmatchcase(family, pattern) for pattern in self.allow):
+            return False
+        return not any(fnmatch.fnmatchcase(family, pattern) for pattern in self.deny)
+
+
+@dataclass(frozen=True)
 class LensesSettings:
-    """The Lenses HQ source."""
+    """One Lenses HQ source."""
 
     name: str
     url: str  # base URL without a trailing slash; the client appends /v1/...
@@ -69,6 +112,8 @@ class LensesSettings:
     sse_unavailable_probe_interval: float = 600.0  # after a 404/501 on the stream
     max_body_bytes: int = 16 * 1024 * 1024  # docs/operations.md: sized for the shipped 256Mi limit
     kafka_connections_concurrency: int = 8
+    selection: Selection = field(default_factory=Selection)
+    """Which environments are exported, by `environment` (name) and `tier`."""
     request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
 
     @property
@@ -98,6 +143,10 @@ class ConfluentTarget:
     # Optional HTTP(S) forward proxy for this target, e.g. http://proxy.corp:3128; out of the repr, since
     # it may carry a password.
     proxy_url: str = field(default="", repr=False)
+    labels: tuple[str, ...] = ()
+    """The agents' `metadata.labels` keys exported on `confluent_flink_agent_labels_info`."""
+    selection: Selection = field(default_factory=Selection)
+    """Which agents are exported, by `agent` (name) and `kafka_cluster_id`."""
     request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
 
     @property
@@ -143,18 +192,27 @@ class Settings:
 
     web: WebSettings = field(default_factory=WebSettings)
     lenses: LensesSettings | None = None
+    """The first (or only) HQ."""
+    lenses_targets: tuple[LensesSettings, ...] = ()
+    """Every HQ, when several are configured; empty means `lenses` alone."""
     confluent: ConfluentSettings = field(default_factory=ConfluentSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     shard: Shard = field(default_factory=Shard)
     log_level: str = "info"
     log_format: str = "json"  # json | logfmt | console
     source: str = ""  # the config file's path, or "environment"
     warnings: tuple[ConfigWarning, ...] = ()
 
+    @property
+    def hqs(self) -> tuple[LensesSettings, ...]:
+        """Every configured Lenses HQ, in configuration order."""
+        if self.lenses_targets:
+            return self.lenses_targets
+        return (self.lenses,) if self.lenses is not None else ()
+
     def secrets(self) -> list[Secret]:
         """Every configured secret (for log redaction)."""
-        found: list[Secret] = []
-        if self.lenses:
-            found.append(self.lenses.token)
+        found: list[Secret] = [hq.token for hq in self.hqs]
         for target in self.confluent.targets:
             found.extend(s for s in (target.api_key, target.api_secret, target.token) if s is not None)
         return found
@@ -604,7 +662,10 @@ class _Section:
 
 # --- the file -------------------------------------------------------------------------------------------
 
-TOP_KEYS = ("web", "lenses", "confluent", "log")
+TOP_KEYS = ("web", "lenses", "confluent", "log", "metrics")
+METRICS_KEYS = ("allow", "deny")
+LENSES_FILTER_FIELDS = ("environment", "tier")
+CONFLUENT_FILTER_FIELDS = ("agent", "kafka_cluster_id")
 WEB_KEYS = ("listen_address", "config_file", "telemetry_path")
 LOG_KEYS = ("level", "format")
 TLS_KEYS = ("ca_file", "insecure_skip_verify")
@@ -625,6 +686,8 @@ LENSES_KEYS = (
     "sse_unavailable_probe_interval",
     "max_body_bytes",
     "kafka_connections_concurrency",
+    "include",
+    "exclude",
     "request_deadline",
 )
 CONFLUENT_KEYS = ("targets", "concurrency")
@@ -647,6 +710,9 @@ TARGET_KEYS = (
     "max_pages",
     "max_body_bytes",
     "proxy_url",
+    "labels",
+    "include",
+    "exclude",
     "request_deadline",
 )
 
@@ -685,15 +751,15 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
     log_section = root.section("log", LOG_KEYS)
     log_level = normal_log_level(log_section.choice("level", LOG_LEVELS, "info"))
     log_format = log_section.choice("format", LOG_FORMATS, "json")
-    lenses = None
+    hqs: list[LensesSettings] = []
     if root.raw("lenses") is not None:
-        section = root.section("lenses", LENSES_KEYS)
-        inline += section.inline_secrets(("token",))
-        lenses = _lenses(section, environ)
+        hqs, inline_lenses = _lenses_targets(root, environ)
+        inline += inline_lenses
     confluent, inline_confluent = _confluent(root.section("confluent", CONFLUENT_KEYS), environ)
     inline += inline_confluent
-    if lenses is None and not confluent.targets:
+    if not hqs and not confluent.targets:
         raise ConfigError(NO_SOURCE)
+    metrics = _metrics(root.section("metrics", METRICS_KEYS))
     warnings: list[ConfigWarning] = []
     if inline and mode & stat.S_IROTH:
         warnings.append(
@@ -708,8 +774,10 @@ def load_settings(path: Path | None, environ: Mapping[str, str] | None = None) -
         )
     return Settings(
         web=web,
-        lenses=lenses,
+        lenses=hqs[0] if hqs else None,
+        lenses_targets=tuple(hqs) if len(hqs) > 1 else (),
         confluent=confluent,
+        metrics=metrics,
         log_level=log_level,
         log_format=log_format,
         source=str(path),
@@ -745,6 +813,99 @@ def _tls(section: _Section) -> TLSSettings:
     )
 
 
+def _lenses_targets(root: _Section, environ: Mapping[str, str]) -> tuple[list[LensesSettings], list[str]]:
+    """`lenses.targets: [...]`, or the single form `lenses: {...}` as one target; names are unique."""
+    raw = root.raw("lenses")
+    if not (isinstance(raw, dict) and "targets" in raw):
+        section = root.section("lenses", LENSES_KEYS)
+        return [_lenses(section, environ)], section.inline_secrets(("token",))
+    for key in raw:
+        if key != "targets" and key in LENSES_KEYS:
+            raise ConfigError(f"lenses.{key}: with lenses.targets, set it on each target instead")
+    outer = root.section("lenses", ("targets",))
+    items = outer.items("targets")
+    if not items:
+        raise ConfigError(f"{outer.at('targets')}: expected at least one target")
+    hqs: list[LensesSettings] = []
+    inline: list[str] = []
+    names: dict[str, int] = {}
+    for index, item in enumerate(items):
+        section = _Section(item, f"{outer.at('targets')}[{index}]", LENSES_KEYS, root.base)
+        inline += section.inline_secrets(("token",))
+        hq = _lenses(section, environ)
+        if hq.name in names:
+            raise ConfigError(
+                f"{section.at('name')}: duplicate target name {_show(hq.name)} "
+                f"(also lenses.targets[{names[hq.name]}]; give each HQ its own name)"
+            )
+        names[hq.name] = index
+        hqs.append(hq)
+    shared_labels(
+        [hq.metadata_labels for hq in hqs], metadata_label_name, outer.at("targets"), "metadata_labels"
+    )
+    return hqs, inline
+
+
+def shared_labels(
+    lists: Sequence[Sequence[str]], label_name: Callable[[str], str], where: str = "", key: str = ""
+) -> tuple[str, ...]:
+    """The union of several targets' allowlists (the labels of their shared family), in order; two keys
+    that become the same label name are refused."""
+    keys: dict[str, str] = {}
+    for index, allowlist in enumerate(lists):
+        for position, name in enumerate(allowlist):
+            label = label_name(name)
+            other = keys.setdefault(label, name)
+            if other != name:
+                raise ConfigError(
+                    f"{where}[{index}].{key}[{position}]: {_show(name)} and {_show(other)} (another target) "
+                    f"both become the label {label}"
+                )
+    return tuple(keys.values())
+
+
+def _pattern(section: _Section, key: str) -> re.Pattern[str] | None:
+    value = section.raw(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{section.at(key)}: expected a regular expression, got {_type_name(value)}")
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise ConfigError(f"{section.at(key)}: bad regular expression {_show(value)}: {error}") from None
+
+
+def _selection(section: _Section, fields: tuple[str, ...]) -> Selection:
+    """`include` and `exclude`: regular expressions on `fields`, each matched against the whole value."""
+    filters = []
+    for key in ("include", "exclude"):
+        part = section.section(key, fields)
+        patterns = tuple((name, pattern) for name in fields if (pattern := _pattern(part, name)) is not None)
+        filters.append(ObjectFilter(patterns))
+    return Selection(*filters)
+
+
+def _metrics(section: _Section) -> MetricsSettings:
+    """`metrics.allow` / `metrics.deny`: names or globs of data families; one that names none is an error."""
+    families = (*LENSES_FAMILIES, *CONFLUENT_FAMILIES)
+    lists: list[tuple[str, ...]] = []
+    for key in ("allow", "deny"):
+        patterns: list[str] = []
+        for index, pattern in enumerate(section.items(key)):
+            where = f"{section.at(key)}[{index}]"
+            if not isinstance(pattern, str) or not pattern.strip():
+                raise ConfigError(f"{where}: expected a family name or glob, got {_show(pattern)}")
+            if not any(fnmatch.fnmatchcase(family, pattern) for family in families):
+                hint = difflib.get_close_matches(pattern, families, n=1)
+                suffix = f" (did you mean {hint[0]}?)" if hint else " (see docs/metrics.md for the families)"
+                kind = "glob matches no family" if any(c in pattern for c in "*?[") else "unknown family"
+                raise ConfigError(f"{where}: {kind} {_show(pattern)}{suffix}")
+            patterns.append(pattern)
+        lists.append(tuple(patterns))
+    return MetricsSettings(*lists)
+
+
 def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
     url = check_url(section.required("url"), section.at("url"))
     token = section.secret("token", "LENSES_HQ_TOKEN", environ)
@@ -773,21 +934,26 @@ def _lenses(section: _Section, environ: Mapping[str, str]) -> LensesSettings:
         sse_unavailable_probe_interval=section.duration("sse_unavailable_probe_interval", 600.0),
         max_body_bytes=section.size("max_body_bytes", 16 * 1024 * 1024),
         kafka_connections_concurrency=section.integer("kafka_connections_concurrency", 8, 1, 256),
+        selection=_selection(section, LENSES_FILTER_FIELDS),
     )
 
 
-def _metadata_labels(section: _Section) -> tuple[str, ...]:
+def _metadata_labels(
+    section: _Section,
+    key_name: str = "metadata_labels",
+    label_name: Callable[[str], str] = metadata_label_name,
+) -> tuple[str, ...]:
     keys: list[str] = []
     seen: dict[str, tuple[int, str]] = {}
-    for index, key in enumerate(section.items("metadata_labels")):
-        where = f"{section.at('metadata_labels')}[{index}]"
+    for index, key in enumerate(section.items(key_name)):
+        where = f"{section.at(key_name)}[{index}]"
         if not isinstance(key, str) or not key.strip():
             raise ConfigError(f"{where}: expected a metadata key (a non-empty string), got {_show(key)}")
-        label = metadata_label_name(key)
+        label = label_name(key)
         if label in seen:
             other_index, other = seen[label]
             raise ConfigError(
-                f"{where}: {_show(key)} and {_show(other)} ({section.at('metadata_labels')}[{other_index}]) "
+                f"{where}: {_show(key)} and {_show(other)} ({section.at(key_name)}[{other_index}]) "
                 f"both become the label {label}"
             )
         seen[label] = (index, key)
@@ -810,6 +976,7 @@ def _confluent(section: _Section, environ: Mapping[str, str]) -> tuple[Confluent
             )
         names[target.name] = index
         targets.append(target)
+    shared_labels([target.labels for target in targets], agent_label_name, section.at("targets"), "labels")
     return ConfluentSettings(tuple(targets), section.integer("concurrency", 8, 1, 256)), inline
 
 
@@ -847,6 +1014,8 @@ def _target(section: _Section, environ: Mapping[str, str]) -> ConfluentTarget:
         max_pages=section.integer("max_pages", 1000, 1),
         max_body_bytes=section.size("max_body_bytes", 8 * 1024 * 1024),
         proxy_url=_proxy_url(section),
+        labels=_metadata_labels(section, "labels", agent_label_name),
+        selection=_selection(section, CONFLUENT_FILTER_FIELDS),
     )
 
 

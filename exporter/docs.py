@@ -58,7 +58,15 @@ def render() -> str:
             "",
             "Every series also has `" + "`, `".join(lenses_metrics.COMMON_LABELS) + "`. "
             "`lenses_environment_metadata_info` exists only when `lenses.metadata_labels` lists keys; each "
-            "becomes a label `metadata_<key>` (characters other than letters, digits and `_` become `_`).",
+            "becomes a label `metadata_<key>` (characters other than letters, digits and `_` become `_`). "
+            "`target` is the configured HQ's name, so two HQs with an environment of the same name never "
+            "merge and every series joins `lenses_hq_exporter_up` `on (target)`.",
+            "",
+            "Each target's `include` / `exclude` regular expressions (on `environment` and `tier` here, on "
+            "`agent` and `kafka_cluster_id` for Confluent targets) decide which objects are exported, and "
+            "`metrics.allow` / `metrics.deny` which families: what they leave out is never rendered, so it "
+            "costs nothing per scrape. `lenses_hq_exporter_objects` counts what is kept, "
+            "`lenses_hq_exporter_objects_filtered` what is skipped.",
             "",
             "`lenses_environment_agent_connected` is 1 or 0 only when HQ reports a boolean; when "
             "`status.agent_connected` is missing, null or not a boolean the series is absent (unknown is "
@@ -77,9 +85,11 @@ def render() -> str:
             _table(_group_rows(lenses)),
             "## Confluent Flink agents",
             "",
-            "Every series also has `" + "`, `".join(confluent_metrics.COMMON_LABELS) + "`.",
+            "Every series also has `" + "`, `".join(confluent_metrics.COMMON_LABELS) + "`. "
+            "`confluent_flink_agent_labels_info` exists only when a target's `labels` lists "
+            "`metadata.labels` keys; each becomes a label `label_<key>` (sanitised like `metadata_<key>`).",
             "",
-            _table(_group_rows(confluent_metrics.GROUP)),
+            _table(_group_rows(confluent_metrics.build_group(["<key>"]))),
             "## The exporter itself",
             "",
             "Plus the standard `process_*` and `python_*` collectors. Every labelled counter exists at 0 "

@@ -163,7 +163,29 @@ SELF_METRICS = (
         "objects",
         "gauge",
         "lenses_hq_exporter_objects",
-        "Environments or agents currently tracked for the target.",
+        "Environments or agents currently tracked for the target (after its include/exclude filters).",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "rate_limit_remaining",
+        "gauge",
+        "lenses_hq_exporter_rate_limit_remaining",
+        "Requests left in the target's rate-limit window, from X-RateLimit-Remaining on its last answer "
+        "that carried it.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "rate_limit_limit",
+        "gauge",
+        "lenses_hq_exporter_rate_limit_limit",
+        "The target's rate-limit budget, from X-RateLimit-Limit on its last answer that carried it.",
+        ("source", "target"),
+    ),
+    SelfMetric(
+        "objects_filtered",
+        "gauge",
+        "lenses_hq_exporter_objects_filtered",
+        "Environments or agents the target's include/exclude filters skip.",
         ("source", "target"),
     ),
 )
@@ -187,6 +209,9 @@ class Telemetry:
     sse_events: Counter
     sse_reconnects: Counter
     objects: Gauge
+    objects_filtered: Gauge
+    rate_limit_remaining: Gauge
+    rate_limit_limit: Gauge
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -239,6 +264,7 @@ class TargetStatus:
     def __post_init__(self) -> None:
         self.telemetry.up.labels(self.source, self.name).set(0)
         self.telemetry.objects.labels(self.source, self.name).set(0)
+        self.telemetry.objects_filtered.labels(self.source, self.name).set(0)
         self.telemetry.last_success.labels(self.source, self.name).set(0)
         self.telemetry.sync_duration.labels(self.source, self.name).set(0)
         self.telemetry.internal_errors.labels(self.source, self.name)  # at 0 until a loop fails
@@ -270,6 +296,10 @@ class TargetStatus:
     def objects_changed(self, objects: int) -> None:
         """The number of tracked objects changed between syncs (live stream)."""
         self.telemetry.objects.labels(self.source, self.name).set(objects)
+
+    def objects_skipped(self, objects: int) -> None:
+        """How many objects the target's include/exclude filters skip now."""
+        self.telemetry.objects_filtered.labels(self.source, self.name).set(objects)
 
     def failed(self, error: str, duration: float | None = None, **fields: object) -> None:
         """Record a failed sync; the last good data stays. Logs only when the state or error changes.

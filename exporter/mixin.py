@@ -8,11 +8,12 @@ the repository and the Kubernetes manifests are the same functions with the defa
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.alerts.rules import RUNBOOK_URL, AlertSettings, render
+from exporter.alerts.rules import LABEL_NAME, RUNBOOK_URL, AlertSettings, render
 
 __all__ = ["AlertSettings", "DashboardSettings", "MixinError"]
 
@@ -37,6 +38,16 @@ class DashboardSettings:
     """Prepended to the dashboards' links to one another (`/d/...`), for a Grafana served under a
     sub-path (its `root_url` path, e.g. `/grafana`)."""
     runbook_url: str = DEFAULT_RUNBOOK_URL
+    cluster_label: str = ""
+    """A label (e.g. `cluster`) to select and keep in every query, with a variable of its own, when one
+    Prometheus sees the exporters of several clusters (node-mixin's `showMultiCluster`); empty for none."""
+
+
+def check_cluster_label(label: str, where: str) -> str:
+    """A Prometheus label name (or nothing)."""
+    if label and not LABEL_NAME.match(label):
+        raise MixinError(f"{where}: expected a label name like cluster, got {label!r}")
+    return label
 
 
 def alert_settings(
@@ -104,7 +115,48 @@ def dashboard_model(uid: str, settings: DashboardSettings | None = None) -> dict
     )
     if settings.link_prefix:
         _prefix_links(model, settings.link_prefix.rstrip("/"))
+    if settings.cluster_label:
+        _add_cluster(model, settings.cluster_label)
     return model
+
+
+_JOB_MATCHER = 'job=~"$job"'
+_GROUPING = re.compile(r"\b(by|on) \(")
+
+
+def _add_cluster(model: dict[str, Any], label: str) -> None:
+    """A `label` variable beside `job`, and every query selecting `label=~"$label"` and keeping `label` in
+    each aggregation and match, so two clusters' series never merge."""
+    matcher = f'{_JOB_MATCHER}, {label}=~"${label}"'
+
+    def rewrite(expr: str) -> str:
+        return _GROUPING.sub(rf"\1 ({label}, ", expr.replace(_JOB_MATCHER, matcher))
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("expr", "query", "definition") and isinstance(value, str):
+                    node[key] = rewrite(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(model.get("panels", []))
+    variables = model["templating"]["list"]
+    walk(variables)
+    job = next(variable for variable in variables if variable["name"] == "job")
+    values = f"label_values(lenses_hq_exporter_build_info, {label})"
+    cluster = {
+        **json.loads(json.dumps(job)),
+        "name": label,
+        "label": label.capitalize(),
+        "description": f"The {label}(s) whose exporters are shown.",
+        "definition": values,
+        "query": {"query": values, "refId": f"{label}-values"},
+    }
+    variables.insert(variables.index(job), cluster)
 
 
 def _prefix_links(node: Any, prefix: str) -> None:

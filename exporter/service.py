@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 
 from exporter.compaction import Compactor
-from exporter.config import Settings
+from exporter.config import Settings, shared_labels
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
 from exporter.health import Health, Telemetry
@@ -50,20 +50,47 @@ class Exporter:
         self.settings = settings
         self.telemetry = Telemetry()
         self.health = Health(self.telemetry)
-        lenses = settings.lenses
-        lenses_group = lenses_metrics.build_group(
-            lenses.roundtrip_duration_unit if lenses else "ns", lenses.metadata_labels if lenses else ()
+        hqs = settings.hqs
+        keep = settings.metrics.keeps
+        # Every HQ shares one set of families (a family's series must be contiguous): the round-trip unit
+        # is the HQs' own when they agree, seconds otherwise, and the metadata labels are their union.
+        units = {hq.roundtrip_duration_unit for hq in hqs}
+        roundtrip_unit = units.pop() if len(units) == 1 else "s"
+        metadata_labels = shared_labels(
+            [hq.metadata_labels for hq in hqs], lenses_metrics.metadata_label_name
         )
-        self.store = Store([lenses_group, confluent_metrics.GROUP])
+        lenses_group = lenses_metrics.build_group(roundtrip_unit, metadata_labels, keep)
+        agent_labels = shared_labels(
+            [target.labels for target in settings.confluent.targets], confluent_metrics.agent_label_name
+        )
+        confluent_group = confluent_metrics.build_group(agent_labels, keep)
+        self.store = Store([lenses_group, confluent_group])
         self.compactor = Compactor(self.store)
-        self.sources: list[Source] = []
-        if lenses is not None:
-            self.sources.append(
-                LensesSync(lenses, lenses_group, self.store, self.health, self.telemetry, settings.shard)
+        listing_slots = asyncio.Semaphore(LISTING_CONCURRENCY)
+        self.sources: list[Source] = [
+            LensesSync(
+                hq,
+                lenses_group,
+                self.store,
+                self.health,
+                self.telemetry,
+                settings.shard,
+                group_roundtrip_unit=roundtrip_unit,
+                group_metadata_labels=metadata_labels,
+                listing_slots=listing_slots,
             )
+            for hq in hqs
+        ]
         if settings.confluent.targets:
             self.sources.append(
-                ConfluentSync(settings.confluent, self.store, self.health, self.telemetry, settings.shard)
+                ConfluentSync(
+                    settings.confluent,
+                    self.store,
+                    self.health,
+                    self.telemetry,
+                    settings.shard,
+                    confluent_group,
+                )
             )
         self.web_config = load_web_config(settings.web.config_file)
         self.app = make_app(
@@ -98,7 +125,10 @@ class Exporter:
             await self._runner.cleanup()
             raise
         # Each source supervises its own loops; the compactor has no target to mark down, only a count.
-        self._tasks = [asyncio.create_task(source.run()) for source in self.sources]
+        self._tasks = [
+            asyncio.create_task(_started_after(delay, source))
+            for delay, source in zip(start_delays(len(self.sources)), self.sources, strict=True)
+        ]
         compactor = supervise(
             "compactor", self.compactor.run, source="exporter", target="compactor", telemetry=self.telemetry
         )
@@ -136,6 +166,24 @@ class Exporter:
         if self._runner is not None:
             await self._runner.cleanup()
         log.info("exporter_stopped")
+
+
+START_STEP = 0.2
+"""Seconds between the starts of consecutive sources, so several HQs are not listed in the same instant."""
+
+LISTING_CONCURRENCY = 4
+"""Full HQ listings in flight at once, across every HQ: each can be hundreds of megabytes of JSON."""
+
+
+def start_delays(count: int, step: float = START_STEP) -> list[float]:
+    """The delay before each source starts: none for the first, one step more for each next one."""
+    return [index * step for index in range(count)]
+
+
+async def _started_after(delay: float, source: Source) -> None:
+    if delay:
+        await asyncio.sleep(delay)
+    await source.run()
 
 
 def _ignore(sig: signal.Signals) -> None:

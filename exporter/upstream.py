@@ -251,10 +251,12 @@ async def fetch_json(
     auth_headers: Callable[[], dict[str, str]],
     params: Mapping[str, str] | None = None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool] = same_host,
+    on_response: Callable[[httpx.Response], None] | None = None,
     deadline: float | None = None,
     decoder: Callable[[bytes], Any] = decode.loads,
 ) -> tuple[Any, str]:
-    """GET a JSON document; returns (decoded body, request id).
+    """GET a JSON document; returns (decoded body, request id). `on_response` sees every answer's headers
+    (errors and redirects included).
 
     The body is read up to `max_bytes` (on the wire, and again once decompressed) and decoded by `decoder`
     (`decode.loads`, or `decode.listing` for a listing read an item at a time). The whole request,
@@ -267,7 +269,15 @@ async def fetch_json(
     try:
         async with asyncio.timeout(deadline) as scope:
             return await _fetch(
-                client, url, endpoint, max_bytes, auth_headers, params, credentials_follow, decoder
+                client,
+                url,
+                endpoint,
+                max_bytes,
+                auth_headers,
+                params,
+                credentials_follow,
+                decoder,
+                on_response,
             )
     except TimeoutError:
         if deadline is None or not scope.expired():
@@ -304,6 +314,7 @@ async def _fetch(
     params: Mapping[str, str] | None,
     credentials_follow: Callable[[httpx.URL, httpx.URL], bool],
     decoder: Callable[[bytes], Any],
+    on_response: Callable[[httpx.Response], None] | None = None,
 ) -> tuple[Any, str]:
     original = httpx.URL(url, params=params)
     target = original
@@ -315,6 +326,8 @@ async def _fetch(
         except httpx.TransportError as error:
             raise transport_error(endpoint, error) from None
         request_id = request_id_of(response, body)
+        if on_response is not None:
+            on_response(response)
         if response.is_redirect:
             location = response.headers.get("location", "")
             new = target.join(location)

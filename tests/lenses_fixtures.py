@@ -73,7 +73,14 @@ class RunningExporter:
 @asynccontextmanager
 async def running_exporter(lenses: LensesSettings) -> AsyncIterator[RunningExporter]:
     """Start an exporter with this Lenses source; stop it afterwards."""
-    exporter = Exporter(Settings(web=WebSettings(listen_address="127.0.0.1:0"), lenses=lenses))
+    async with running_settings(Settings(lenses=lenses)) as running:
+        yield running
+
+
+@asynccontextmanager
+async def running_settings(settings: Settings) -> AsyncIterator[RunningExporter]:
+    """Start an exporter with these settings, on a free loopback port; stop it afterwards."""
+    exporter = Exporter(replace(settings, web=WebSettings(listen_address="127.0.0.1:0")))
     await exporter.start()
     try:
         async with httpx.AsyncClient(timeout=10) as client:

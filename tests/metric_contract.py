@@ -25,7 +25,7 @@ def lenses_names() -> set[str]:
 
 def confluent_names() -> set[str]:
     """Confluent Flink agent families."""
-    return {family.name for family in confluent_metrics.GROUP.families}
+    return {family.name for family in confluent_metrics.build_group(["team"]).families}
 
 
 def self_names() -> set[str]:

@@ -253,9 +253,37 @@ def test_generator_overrides_job_selector_and_thresholds(tmp_path: Path) -> None
     assert {rule["for"] for rule in disconnected} == {"17m"}
     assert all("17m" in rule["annotations"]["description"] for rule in disconnected)
     roundtrip = next(rule for rule in rules if rule["alert"] == "LensesHQAgentRoundtripHigh")
-    assert roundtrip["expr"].rstrip().endswith("> 2.5")
+    assert "> 2.5\n" in roundtrip["expr"]
     result = run(require_binary("promtool"), "check", "rules", str(output))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_environment_alerts_aggregate_by_target_and_name_the_hq() -> None:
+    for rule in alert_rules():
+        if "lenses_environment_" not in rule["expr"]:
+            continue
+        for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+            if "environment" in grouping:
+                assert grouping.startswith("target, environment, tier"), (rule["alert"], grouping)
+        assert "$labels.target" in rule["annotations"]["description"], rule["alert"]
+        assert "$labels.display_name" in rule["annotations"]["description"], rule["alert"]
+
+
+def test_a_cluster_label_is_kept_by_every_aggregation(tmp_path: Path) -> None:
+    output = tmp_path / "rules.yml"
+    generate.main(["--set", "cluster_label=cluster", "--output", str(output)])
+    rules = alert_rules(output.read_text())
+    for rule in rules:
+        for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"]):
+            assert "cluster" in [label.strip() for label in grouping.split(",")], (rule["alert"], grouping)
+    assert ", cluster)" not in render()
+    result = run(require_binary("promtool"), "check", "rules", str(output))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_cluster_label_must_be_a_label_name() -> None:
+    with pytest.raises(ValueError, match="cluster_label"):
+        AlertSettings(cluster_label="cluster-name")
 
 
 @pytest.mark.parametrize(
@@ -351,8 +379,14 @@ async def test_alertmanager_example_inhibits_warnings_of_an_environment_with_a_c
     now = datetime.now(UTC)
     window = {"startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=1)).isoformat()}
 
-    def alert(name: str, severity: str, environment: str) -> dict[str, Any]:
-        labels = {"alertname": name, "severity": severity, "environment": environment, "tier": "production"}
+    def alert(name: str, severity: str, environment: str, target: str = "hq-eu") -> dict[str, Any]:
+        labels = {
+            "alertname": name,
+            "severity": severity,
+            "target": target,
+            "environment": environment,
+            "tier": "production",
+        }
         return {"labels": labels, **window}
 
     async with httpx.AsyncClient(base_url=alertmanager) as client:
@@ -362,18 +396,24 @@ async def test_alertmanager_example_inhibits_warnings_of_an_environment_with_a_c
                 alert("LensesHQAgentDisconnected", "critical", "payments"),
                 alert("LensesHQIssuesReported", "warning", "payments"),
                 alert("LensesHQIssuesReported", "warning", "orders"),
+                alert("LensesHQIssuesReported", "warning", "payments", target="hq-us"),
             ],
         )
         assert posted.status_code == 200
 
-        async def states() -> dict[tuple[str, str], list[str]] | None:
+        async def states() -> dict[tuple[str, str, str], list[str]] | None:
             listed = (await client.get("/api/v2/alerts")).json()
             found = {
-                (item["labels"]["alertname"], item["labels"]["environment"]): item["status"]["inhibitedBy"]
+                (item["labels"]["alertname"], item["labels"]["target"], item["labels"]["environment"]): item[
+                    "status"
+                ]["inhibitedBy"]
                 for item in listed
             }
-            return found if len(found) == 3 and found[("LensesHQIssuesReported", "payments")] else None
+            ready = len(found) == 4 and found[("LensesHQIssuesReported", "hq-eu", "payments")]
+            return found if ready else None
 
         found = await eventually(states, what="the payments warning to be inhibited")
-    assert found[("LensesHQAgentDisconnected", "payments")] == []
-    assert found[("LensesHQIssuesReported", "orders")] == []
+    assert found[("LensesHQAgentDisconnected", "hq-eu", "payments")] == []
+    assert found[("LensesHQIssuesReported", "hq-eu", "orders")] == []
+    # Another HQ's environment of the same name is another environment: its warning stays.
+    assert found[("LensesHQIssuesReported", "hq-us", "payments")] == []

@@ -61,6 +61,10 @@ def test_harness_reports_every_figure(tmp_path: Path) -> None:
     assert figures["churn_updates"] >= 1000
     assert results["details"]["scrape"]["exporter"]["text"]["count"] == 2
     assert "scrape /metrics text, median" in finished.stdout
+    # The filtered run keeps the production tier only and drops detail families: fewer series.
+    assert 0 < figures["filtered_series"] < figures["series"]
+    assert results["details"]["filtered"]["series"] == figures["filtered_series"]
+    assert "scrape /metrics text, filtered, median" in finished.stdout
     assert "CPU per update / floor, one figure" in finished.stdout
     cost = results["details"]["cost"]
     assert cost["one_no_scrape"]["updates"] > 0 and cost["every_no_scrape"]["updates"] > 0

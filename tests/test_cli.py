@@ -183,6 +183,43 @@ def test_check_prints_a_summary_without_secrets(tmp_path: Path) -> None:
         assert secret not in out + result.stderr
 
 
+def test_check_lists_each_hq_with_its_filters(tmp_path: Path) -> None:
+    config = write(
+        tmp_path,
+        f"""
+        lenses:
+          targets:
+            - name: hq-eu
+              url: http://hq-eu.example.com/api
+              token: {HQ_TOKEN}
+              include: {{tier: production}}
+            - name: hq-us
+              url: http://hq-us.example.com/api
+              token: {HQ_TOKEN}
+              exclude: {{environment: "sandbox-.*"}}
+        metrics:
+          deny: [lenses_environment_agent_capability]
+        """,
+    )
+    result = run_cli("check", f"--config.file={config}", environ=clean_environment())
+    assert result.returncode == 0, result
+    lines = [line.strip() for line in result.stdout.splitlines()]
+    (eu,) = [line for line in lines if line.startswith("lenses/hq-eu: ")]
+    (us,) = [line for line in lines if line.startswith("lenses/hq-us: ")]
+    assert eu.endswith(", include tier=~production") and us.endswith(", exclude environment=~sandbox-.*")
+    assert "metrics: deny lenses_environment_agent_capability" in lines
+    assert HQ_TOKEN not in result.stdout + result.stderr
+
+
+def test_check_refuses_an_unknown_family_naming_the_field(tmp_path: Path) -> None:
+    config = write(
+        tmp_path, f"lenses: {{url: http://hq, token: {HQ_TOKEN}}}\nmetrics: {{deny: [lenses_nope]}}\n"
+    )
+    result = run_cli("check", f"--config.file={config}", environ=clean_environment())
+    assert result.returncode == 2
+    assert "metrics.deny[0]: unknown family 'lenses_nope'" in result.stderr
+
+
 def test_check_warns_about_a_world_readable_file_with_secrets(tmp_path: Path) -> None:
     config = write(tmp_path, f"lenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n")
     config.chmod(0o644)

@@ -3,6 +3,7 @@ hold; every query is valid PromQL naming only metrics of the contract; provision
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -19,10 +20,10 @@ from tests.support import require_binary
 DATASOURCE_REF = {"type": "prometheus", "uid": "${datasource}"}
 CURRENT_SCHEMA_VERSION = 42  # Grafana 12
 EXPECTED = {
-    "lenses-hq-fleet.json": {"datasource", "job", "tier", "environment"},
-    "lenses-hq-environment.json": {"datasource", "job", "tier", "environment"},
+    "lenses-hq-fleet.json": {"datasource", "job", "target", "tier", "environment"},
+    "lenses-hq-environment.json": {"datasource", "job", "target", "tier", "environment"},
     "lenses-hq-flink-agents.json": {"datasource", "job", "tier", "environment"},
-    "lenses-hq-exporter.json": {"datasource", "job", "instance"},
+    "lenses-hq-exporter.json": {"datasource", "job", "instance", "target"},
 }
 """Every dashboard and the variables it must offer."""
 
@@ -32,6 +33,7 @@ SAMPLE_VALUES = {
     "tier": ".*",
     "environment": "payments",
     "instance": ".+",
+    "target": ".*",
     "datasource": "prometheus",
 }
 
@@ -162,9 +164,26 @@ def test_every_contract_family_has_a_panel() -> None:
         name
         for name in contract_names()
         if name.startswith(("lenses_environment_", "confluent_flink_agent_"))
-        and name != "lenses_environment_metadata_info"
+        and name not in ("lenses_environment_metadata_info", "confluent_flink_agent_labels_info")
     }
     assert wanted - used == set()
+
+
+@pytest.mark.parametrize("name", ["lenses-hq-fleet.json", "lenses-hq-environment.json"])
+def test_environments_are_listed_with_their_hq_and_display_name(name: str) -> None:
+    for title, target in queries(DASHBOARDS[name]):
+        for metric, matchers in re.findall(r"(lenses_environment_[a-z_]+)\{([^}]*)\}", target["expr"]):
+            assert 'target=~"$target"' in matchers, (title, metric)
+        for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", target["expr"]):
+            if "environment" in grouping:
+                assert grouping.startswith("target, environment"), (title, grouping)
+    tables = [panel for panel in panels(DASHBOARDS[name]) if panel["type"] == "table"]
+    assert any(
+        "display_name" in json.dumps(panel) and "lenses_environment_info" in json.dumps(panel)
+        for panel in tables
+    )
+    variable = next(v for v in DASHBOARDS[name]["templating"]["list"] if v["name"] == "target")
+    assert variable["multi"] and variable["includeAll"] and variable["label"] == "HQ"
 
 
 def test_every_query_is_valid_promql(tmp_path: Path) -> None:

@@ -3,7 +3,8 @@ Alertmanager (routing with the example configuration) → this test's own webhoo
 
 Proves that every dashboard query, its variables substituted, returns data from Prometheus, that every
 variable lists values, that the shipped rules evaluate cleanly on real series, and that disconnecting an
-agent in the simulator reaches the webhook as the disconnect alert of that environment.
+agent in the simulator reaches the webhook as the disconnect alert of that environment. The exporter watches
+two simulated HQs holding environments of the same names: a disconnect in one fires for that HQ only.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ LENSES_TOKEN = "sim-hq-token"
 API_KEY, API_SECRET = "sim-key", "sim-secret"
 RATE_INTERVAL = "15s"
 DEADLINE = 60.0
+HQ, OTHER_HQ = "hq-eu", "hq-us"
+"""The two HQs' target names: the first is also the Confluent simulator."""
 
 
 @dataclass
@@ -61,6 +64,9 @@ class Webhook:
 @dataclass
 class Stack:
     simulator: Simulator
+    """The HQ named `HQ` (and the Confluent upstream)."""
+    other: Simulator
+    """The HQ named `OTHER_HQ`: the same environment names."""
     exporter: Exporter
     prometheus: httpx.AsyncClient
     webhook: Webhook
@@ -89,8 +95,8 @@ async def wait_ready(client: httpx.AsyncClient, what: str) -> None:
     await eventually(ready, timeout=DEADLINE, interval=0.05, what=f"{what} to be ready")
 
 
-def exporter_settings(simulator: Simulator, *, healthy: bool = False) -> Settings:
-    """Lenses (with the kafka-connections poll) and every Confluent environment of the simulator, plus
+def exporter_settings(simulator: Simulator, other: Simulator, *, healthy: bool = False) -> Settings:
+    """Two HQs (with the kafka-connections poll) and every Confluent environment of the first simulator, plus
     (unless `healthy`) a Confluent target that does not exist, so the exporter has one upstream down."""
     world = simulator.world
     targets = [
@@ -121,15 +127,20 @@ def exporter_settings(simulator: Simulator, *, healthy: bool = False) -> Setting
             )
         ]
     )
-    return Settings(
-        web=WebSettings(listen_address="127.0.0.1:0"),
-        lenses=LensesSettings(
-            name="hq",
-            url=simulator.url + "/api",
+    hqs = tuple(
+        LensesSettings(
+            name=name,
+            url=hq.url + "/api",
             token=Secret(LENSES_TOKEN),
             poll_interval=1.0,
             kafka_connections=True,
-        ),
+        )
+        for name, hq in ((HQ, simulator), (OTHER_HQ, other))
+    )
+    return Settings(
+        web=WebSettings(listen_address="127.0.0.1:0"),
+        lenses=hqs[0],
+        lenses_targets=hqs,
         confluent=ConfluentSettings(targets=tuple(targets)),
     )
 
@@ -165,7 +176,8 @@ async def running_stack(tmp_path: Path, rules: str, *, healthy: bool = False) ->
     )
     async with contextlib.AsyncExitStack() as stack:
         simulator = await stack.enter_async_context(Simulator(options, host="127.0.0.1", port=0))
-        exporter = Exporter(exporter_settings(simulator, healthy=healthy))
+        other = await stack.enter_async_context(Simulator(options, host="127.0.0.1", port=0))
+        exporter = Exporter(exporter_settings(simulator, other, healthy=healthy))
         await exporter.start()
         stack.push_async_callback(exporter.stop)
 
@@ -226,7 +238,7 @@ async def running_stack(tmp_path: Path, rules: str, *, healthy: bool = False) ->
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{alertmanager_port}") as alertmanager:
             await wait_ready(alertmanager, "alertmanager")
         await wait_ready(prometheus, "prometheus")
-        yield Stack(simulator, exporter, prometheus, webhook)
+        yield Stack(simulator, other, exporter, prometheus, webhook)
 
 
 async def query(prometheus: httpx.AsyncClient, expr: str, *, instant: bool = True) -> list[dict[str, Any]]:
@@ -252,7 +264,10 @@ async def flap_once(stack: Stack, environment: str) -> None:
         async def connected_is(value: float) -> bool:
             samples = await scrape(client, url)
             return [
-                s.value for s in find(samples, "lenses_environment_agent_connected", environment=environment)
+                s.value
+                for s in find(
+                    samples, "lenses_environment_agent_connected", environment=environment, target=HQ
+                )
             ] == [value]
 
         await eventually(lambda: connected_is(1), timeout=DEADLINE, what=f"{environment} connected")
@@ -281,6 +296,7 @@ def dashboard_queries(environment: str) -> tuple[dict[str, tuple[str, bool]], di
             "job": JOB,
             "tier": ".*",
             "instance": ".+",
+            "target": ".*",
             # The environment dashboard shows one environment; elsewhere the variable is multi-valued.
             "environment": environment if name == "lenses-hq-environment.json" else ".*",
         }
@@ -367,10 +383,11 @@ async def test_disconnecting_an_agent_delivers_its_alert_to_the_webhook(tmp_path
     rules = render(AlertSettings(agent_disconnected_for="2s"))
     async with running_stack(tmp_path, rules) as stack:
         environment = connected_environment(stack.simulator, tier="production")
+        assert stack.other.world.connected(environment), "the other HQ has the same environment, connected"
         selector = f'lenses_environment_agent_connected{{job="{JOB}", environment="{environment}"}}'
 
         async def seen_connected() -> bool:
-            return bool(await query(stack.prometheus, f"{selector} == 1"))
+            return len(await query(stack.prometheus, f"{selector} == 1")) == 2
 
         await eventually(seen_connected, timeout=DEADLINE, what=f"{environment} connected in Prometheus")
 
@@ -393,8 +410,18 @@ async def test_disconnecting_an_agent_delivers_its_alert_to_the_webhook(tmp_path
         assert path == "/pager", "a production critical routes to the pager"
         assert alert["labels"]["severity"] == "critical"
         assert alert["labels"]["tier"] == "production"
-        assert environment in alert["annotations"]["description"]
+        assert alert["labels"]["target"] == HQ
+        description = alert["annotations"]["description"]
+        assert environment in description and f"HQ {HQ}" in description and OTHER_HQ not in description
+        display_name = stack.simulator.world.environment(environment)["display_name"]
+        assert alert["labels"]["display_name"] == display_name and display_name in description
         assert alert["annotations"]["runbook_url"].endswith("#lenseshqagentdisconnected")
+        # Prometheus' own view: the alert fires for the HQ whose agent went, not for the other one.
+        firing = await query(
+            stack.prometheus, f'ALERTS{{alertname="LensesHQAgentDisconnected", environment="{environment}"}}'
+        )
+        assert {series["metric"]["target"] for series in firing} == {HQ}
+        assert all(a["labels"]["target"] == HQ for _, a in disconnect_alerts())
 
 
 async def test_a_burst_of_flaps_delivers_the_flapping_alert_to_the_webhook(tmp_path: Path) -> None:

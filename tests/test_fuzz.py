@@ -390,7 +390,7 @@ def test_any_environment_json_decodes_or_is_refused_and_renders_parseable_text(
         assert not isinstance(raw, dict) or not isinstance(raw.get("name"), str) or not raw["name"]
         return
     group = GROUPS[(unit, metadata)]
-    values = lenses_metrics.common_values(environment)
+    values = lenses_metrics.common_values(environment, "hq")
     rendered = group.render(environment, values)
     assert len(rendered) == len(group.families)
     assert_round_trip(group, rendered, dict(zip(group.common_labels, values, strict=True)))

@@ -344,3 +344,35 @@ def test_probes_still_work_with_basic_auth_on(chart: Any) -> None:
     for probe in (liveness, readiness):
         assert "--web.config.file=/etc/lenses-hq-exporter/web/web.yml" in probe
         assert "--web.listen-address=127.0.0.1:9877" in probe
+
+
+def test_a_config_with_two_hqs_and_filters_renders_and_loads(chart: Any, tmp_path: Path) -> None:
+    # Helm merges maps: the chart's single-form defaults are set to null to leave only `targets`.
+    defaults = {key: None for key in ("name", "url", "token_file", "poll_interval", "sse")}
+    config = {
+        "lenses": {
+            **defaults,
+            "targets": [
+                {
+                    "name": name,
+                    "url": f"https://{name}.example.com/api",
+                    "token_file": f"/etc/lenses-hq-exporter/secrets/{name}-token",
+                    "include": {"tier": "production"},
+                }
+                for name in ("hq-eu", "hq-us")
+            ],
+        },
+        "metrics": {"deny": ["lenses_environment_agent_capability"]},
+    }
+    documents = render(chart, {"config": config})
+    [config_map] = [d for d in kind(documents, "ConfigMap") if "config.yml" in d["data"]]
+    for name in ("hq-eu", "hq-us"):
+        (tmp_path / f"{name}-token").write_text(f"{name}-secret\n")
+    text = config_map["data"]["config.yml"].replace("/etc/lenses-hq-exporter/secrets", str(tmp_path))
+    (tmp_path / "config.yml").write_text(text)
+    settings = load_settings(tmp_path / "config.yml", environ={})
+    assert [(hq.name, hq.token.get()) for hq in settings.hqs] == [
+        ("hq-eu", "hq-eu-secret"),
+        ("hq-us", "hq-us-secret"),
+    ]
+    assert not settings.metrics.keeps("lenses_environment_agent_capability")

@@ -56,84 +56,84 @@ SEED_ENVIRONMENT: dict[str, Any] = {
 SEED_EXPOSITION = """\
 # HELP lenses_environment_info Environment identity; value 1.
 # TYPE lenses_environment_info gauge
-lenses_environment_info{environment="text",tier="development",display_name="text",id="text",lrn="text"} 1
+lenses_environment_info{environment="text",tier="development",target="hq",display_name="text",id="text",lrn="text"} 1
 # HELP lenses_environment_created_timestamp_seconds When the environment was created (Unix seconds).
 # TYPE lenses_environment_created_timestamp_seconds gauge
-lenses_environment_created_timestamp_seconds{environment="text",tier="development"} 1761323009.612
+lenses_environment_created_timestamp_seconds{environment="text",tier="development",target="hq"} 1761323009.612
 # HELP lenses_environment_agent_connected 1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; absent when HQ reports no boolean (unknown is not disconnected).
 # TYPE lenses_environment_agent_connected gauge
-lenses_environment_agent_connected{environment="text",tier="development"} 1
+lenses_environment_agent_connected{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_agent_disconnects_total Changes from connected to disconnected the exporter saw (live stream or listings) since it first saw the environment.
 # TYPE lenses_environment_agent_disconnects_total counter
-lenses_environment_agent_disconnects_total{environment="text",tier="development"} 0
+lenses_environment_agent_disconnects_total{environment="text",tier="development",target="hq"} 0
 # HELP lenses_environment_agent_connects_total Changes from disconnected to connected the exporter saw (live stream or listings) since it first saw the environment.
 # TYPE lenses_environment_agent_connects_total counter
-lenses_environment_agent_connects_total{environment="text",tier="development"} 0
+lenses_environment_agent_connects_total{environment="text",tier="development",target="hq"} 0
 # HELP lenses_environment_agent_info The agent's hostname, version and protocol version; value 1.
 # TYPE lenses_environment_agent_info gauge
-lenses_environment_agent_info{environment="text",tier="development",hostname="text",version="text",protocol_version=""} 1
+lenses_environment_agent_info{environment="text",tier="development",target="hq",hostname="text",version="text",protocol_version=""} 1
 # HELP lenses_environment_agent_capability 1 when the agent reports the capability enabled, 0 when disabled.
 # TYPE lenses_environment_agent_capability gauge
-lenses_environment_agent_capability{environment="text",tier="development",capability="k2k"} 1
-lenses_environment_agent_capability{environment="text",tier="development",capability="metrics"} 1
+lenses_environment_agent_capability{environment="text",tier="development",target="hq",capability="k2k"} 1
+lenses_environment_agent_capability{environment="text",tier="development",target="hq",capability="metrics"} 1
 # HELP lenses_environment_agent_roundtrip_seconds Round-trip time between HQ and the agent.
 # TYPE lenses_environment_agent_roundtrip_seconds gauge
-lenses_environment_agent_roundtrip_seconds{environment="text",tier="development"} 1e-09
+lenses_environment_agent_roundtrip_seconds{environment="text",tier="development",target="hq"} 1e-09
 # HELP lenses_environment_agent_updated_timestamp_seconds When the agent last reported (Unix seconds).
 # TYPE lenses_environment_agent_updated_timestamp_seconds gauge
-lenses_environment_agent_updated_timestamp_seconds{environment="text",tier="development"} 1761323009.612
+lenses_environment_agent_updated_timestamp_seconds{environment="text",tier="development",target="hq"} 1761323009.612
 # HELP lenses_environment_kafka_info The Kafka version the agent reports; value 1.
 # TYPE lenses_environment_kafka_info gauge
-lenses_environment_kafka_info{environment="text",tier="development",version="text"} 1
+lenses_environment_kafka_info{environment="text",tier="development",target="hq",version="text"} 1
 # HELP lenses_environment_kafka_brokers Kafka brokers.
 # TYPE lenses_environment_kafka_brokers gauge
-lenses_environment_kafka_brokers{environment="text",tier="development"} 1
+lenses_environment_kafka_brokers{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_topics Topics.
 # TYPE lenses_environment_topics gauge
-lenses_environment_topics{environment="text",tier="development"} 1
+lenses_environment_topics{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_partitions Partitions.
 # TYPE lenses_environment_partitions gauge
-lenses_environment_partitions{environment="text",tier="development"} 1
+lenses_environment_partitions{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_schemas Schemas.
 # TYPE lenses_environment_schemas gauge
-lenses_environment_schemas{environment="text",tier="development"} 1
+lenses_environment_schemas{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_policies Data policies.
 # TYPE lenses_environment_policies gauge
-lenses_environment_policies{environment="text",tier="development"} 1
+lenses_environment_policies{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_topic_data_bytes Bytes of data held in all topics.
 # TYPE lenses_environment_topic_data_bytes gauge
-lenses_environment_topic_data_bytes{environment="text",tier="development"} 1
+lenses_environment_topic_data_bytes{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_data_in_bytes_per_second Bytes per second produced into the cluster.
 # TYPE lenses_environment_data_in_bytes_per_second gauge
-lenses_environment_data_in_bytes_per_second{environment="text",tier="development"} 1
+lenses_environment_data_in_bytes_per_second{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_data_out_bytes_per_second Bytes per second consumed from the cluster.
 # TYPE lenses_environment_data_out_bytes_per_second gauge
-lenses_environment_data_out_bytes_per_second{environment="text",tier="development"} 1
+lenses_environment_data_out_bytes_per_second{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_data_in_messages_per_second Messages per second produced into the cluster.
 # TYPE lenses_environment_data_in_messages_per_second gauge
-lenses_environment_data_in_messages_per_second{environment="text",tier="development"} 1
+lenses_environment_data_in_messages_per_second{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_consumers Consumer applications.
 # TYPE lenses_environment_consumers gauge
-lenses_environment_consumers{environment="text",tier="development"} 1
+lenses_environment_consumers{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_other_apps Applications other than consumers.
 # TYPE lenses_environment_other_apps gauge
-lenses_environment_other_apps{environment="text",tier="development"} 1
+lenses_environment_other_apps{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_connect_clusters Kafka Connect clusters.
 # TYPE lenses_environment_connect_clusters gauge
-lenses_environment_connect_clusters{environment="text",tier="development"} 1
+lenses_environment_connect_clusters{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_connectors Kafka Connect connectors.
 # TYPE lenses_environment_connectors gauge
-lenses_environment_connectors{environment="text",tier="development"} 1
+lenses_environment_connectors{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_issues Issues the agent reports.
 # TYPE lenses_environment_issues gauge
-lenses_environment_issues{environment="text",tier="development"} 1
+lenses_environment_issues{environment="text",tier="development",target="hq"} 1
 # HELP lenses_environment_metrics_updated_timestamp_seconds When each metrics section was last updated (Unix seconds).
 # TYPE lenses_environment_metrics_updated_timestamp_seconds gauge
-lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",section="kafka"} 1761323009.612
-lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",section="data"} 1761323009.612
-lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",section="apps"} 1761323009.612
-lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",section="connect"} 1761323009.612
-lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",section="other"} 1761323009.612
+lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",target="hq",section="kafka"} 1761323009.612
+lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",target="hq",section="data"} 1761323009.612
+lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",target="hq",section="apps"} 1761323009.612
+lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",target="hq",section="connect"} 1761323009.612
+lenses_environment_metrics_updated_timestamp_seconds{environment="text",tier="development",target="hq",section="other"} 1761323009.612
 """  # noqa: E501
 
 
@@ -325,6 +325,40 @@ async def test_roundtrip_unit_and_kafka_connections_poll() -> None:
             assert (
                 await exporter.value("lenses_environment_agent_roundtrip_seconds", environment="text") == 0.25
             )
+            text = await exporter.text()
+        connections = {
+            (s.labels["connection"], s.labels["auth_type"], s.labels["brokers_overridden"], s.value)
+            for s in parse_samples(text)
+            if s.name == "lenses_environment_kafka_connection_info"
+        }
+        assert connections == {("main", "plaintext", "true", 1.0), ("backup", "plaintext", "false", 1.0)}
+        assert "b:9092" not in text, "broker addresses are never exported"
+        promtool_check_metrics(text)
+
+
+async def test_kafka_connections_with_an_auth_type_and_no_poll() -> None:
+    async with Simulator(simulator_options(environments=0)) as simulator:
+        simulator.world.put_raw_environment(copy.deepcopy(SEED_ENVIRONMENT))
+        simulator.world.put_connection(
+            "text", "secure", {"auth": {"sasl_scram": {"username": "u", "password": "p4ss"}}}
+        )
+        async with running_exporter(
+            lenses_settings(simulator, sse=False, kafka_connections=True)
+        ) as exporter:
+
+            async def info() -> list[dict[str, str]]:
+                return [
+                    s.labels
+                    for s in await exporter.samples()
+                    if s.name == "lenses_environment_kafka_connection_info"
+                ]
+
+            (labels,) = await eventually(info, what="the connection's info")
+            assert (labels["auth_type"], labels["brokers_overridden"]) == ("sasl_scram", "false")
+            assert "p4ss" not in await exporter.text()
+        async with running_exporter(lenses_settings(simulator, sse=False)) as exporter:
+            await eventually(lambda: exporter.value("lenses_environment_info", environment="text"))
+            assert "lenses_environment_kafka_connection_info" not in await exporter.text()
 
 
 # -- faults ------------------------------------------------------------------------------------------

@@ -4,11 +4,16 @@ committed files with the default settings."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import yaml
 
+from tests.dashboard_queries import queries, substitute
+from tests.support import require_binary
 from tests.test_cli import assert_usage_error, run_cli
+from tests.test_dashboards import SAMPLE_VALUES
 
 ROOT = Path(__file__).resolve().parent.parent
 RULE_FILE = ROOT / "alerts" / "lenses-hq-exporter.rules.yml"
@@ -76,6 +81,33 @@ def test_dashboards_under_a_grafana_sub_path_and_with_the_runbook(tmp_path: Path
     assert "https://runbooks.example.com/lenses" in found
 
 
+def test_dashboards_for_several_clusters_select_and_keep_the_cluster_label(tmp_path: Path) -> None:
+    result = run_cli("mixin", "dashboards", "--cluster-label=cluster", f"--output={tmp_path}")
+    assert result.returncode == 0, result
+    rules = []
+    for path in sorted(tmp_path.iterdir()):
+        model = json.loads(path.read_text(encoding="utf-8"))
+        variables = [variable["name"] for variable in model["templating"]["list"]]
+        assert variables.index("cluster") == variables.index("job") - 1, path.name
+        for _, target in queries(model):
+            expr = target["expr"]
+            for matchers in re.findall(r"[a-z_]+\{([^}]*)\}", expr):
+                assert 'cluster=~"$cluster"' in matchers, (path.name, expr)
+            for grouping in re.findall(r"\b(?:by|on) \(([^)]*)\)", expr):
+                assert grouping.startswith("cluster, "), (path.name, expr)
+            rules.append(
+                {"record": f"q:{len(rules)}", "expr": substitute(expr, {**SAMPLE_VALUES, "cluster": ".*"})}
+            )
+    checked = tmp_path / "queries.yml"
+    checked.write_text(yaml.safe_dump({"groups": [{"name": "q", "rules": rules}]}))
+    promtool = require_binary("promtool")
+    outcome = subprocess.run(
+        [promtool, "check", "rules", str(checked)], capture_output=True, text=True, check=False
+    )
+    assert outcome.returncode == 0, outcome.stdout + outcome.stderr
+    assert all('"name": "cluster"' not in path.read_text(encoding="utf-8") for path in DASHBOARD_FILES)
+
+
 def test_bad_mixin_options_exit_2_naming_them(tmp_path: Path) -> None:
     assert_usage_error(run_cli("mixin", "rules", "--set=agent_disconnected_for"), "--set")
     assert_usage_error(
@@ -83,4 +115,5 @@ def test_bad_mixin_options_exit_2_naming_them(tmp_path: Path) -> None:
     )
     assert_usage_error(run_cli("mixin", "rules", "--runbook-url=runbook.md"), "--runbook-url")
     assert_usage_error(run_cli("mixin", "dashboards", "--link-prefix=grafana"), "--link-prefix")
+    assert_usage_error(run_cli("mixin", "dashboards", "--cluster-label=a-b"), "--cluster-label")
     assert_usage_error(run_cli("mixin"), "rules|dashboards")

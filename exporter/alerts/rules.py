@@ -4,8 +4,10 @@ The committed rule file is `render(AlertSettings())`; a deployment with another 
 renders its own with `python -m alerts.generate --job-selector ... --set name=value`, so a threshold lives in
 exactly one place and the rules cannot drift from the tests that cover them.
 
-Every expression aggregates away `instance` (`max by (environment, tier)` and the like): two exporter
-replicas scraped under one job, or several shards, yield one alert per environment, agent or target.
+Every expression aggregates away `instance` (`max by (target, environment, tier)` and the like): two exporter
+replicas scraped under one job, or several shards, yield one alert per environment, agent or target; `target`
+keeps two HQs' environments of the same name apart. With `cluster_label` set (as node-mixin's
+`clusterLabel`), every aggregation keeps that label too, for a global ruler over several clusters.
 """
 
 from __future__ import annotations
@@ -27,6 +29,11 @@ RUNBOOK_URL = "https://github.com/lenses-hq-exporter/lenses-hq-exporter/blob/mai
 
 FLINK_LABELS = "organization_id, environment_id, kafka_cluster_id, agent, tier"
 """The labels that identify one Confluent Flink agent."""
+
+ENVIRONMENT_LABELS = "target, environment, tier"
+"""The labels that identify one Lenses environment: the HQ it belongs to, its name and tier."""
+
+LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class AlertSettings:
     flink_left_running_window: str = "1h"
     flink_left_running_for: str = "5m"
     flink_unknown_phase_for: str = "15m"
+    cluster_label: str = ""
+    """A label every aggregation keeps (e.g. `cluster`) when one Prometheus or a global ruler sees the
+    exporters of several clusters; empty (the default) for none."""
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
@@ -80,6 +90,8 @@ class AlertSettings:
                 "non_production_targets: expected a regular expression of target names without quotes "
                 f"or backslashes, got {self.non_production_targets!r}"
             )
+        if self.cluster_label and not LABEL_NAME.match(self.cluster_label):
+            raise ValueError(f"cluster_label: expected a label name like cluster, got {self.cluster_label!r}")
         if not self.job_selector.strip() or "{" in self.job_selector or "}" in self.job_selector:
             raise ValueError(
                 'job_selector: expected label matchers without braces, like job="x", '
@@ -105,6 +117,28 @@ class _Rules:
 
     def __init__(self, settings: AlertSettings) -> None:
         self.s = settings
+        self.env = self.by(ENVIRONMENT_LABELS)
+        self.flink = self.by(FLINK_LABELS)
+
+    def by(self, labels: str) -> str:
+        """A label list for `by (...)` / `on (...)`, with the cluster label when one is set."""
+        return f"{labels}, {self.s.cluster_label}" if self.s.cluster_label else labels
+
+    def named(self, expr: str) -> str:
+        """`expr` over environments, with the environment's `display_name` joined from its `_info` series
+        (an environment without one, or with `_info` denied, keeps its alert, without the name)."""
+        info = self.select("lenses_environment_info")
+        return f"""
+(
+{expr.strip()}
+)
+* on ({self.env}) group_left (display_name)
+  max by ({self.env}, display_name) ({info})
+or on ({self.env})
+(
+{expr.strip()}
+)
+"""
 
     def select(self, metric: str, matchers: str = "") -> str:
         """`metric{<job selector>,<matchers>}`."""
@@ -147,16 +181,19 @@ class _Rules:
 
     def environments(self) -> list[dict[str, Any]]:
         s = self.s
-        where = "environment {{ $labels.environment }} (tier {{ $labels.tier }})"
+        where = (
+            "environment {{ $labels.environment }}{{ with $labels.display_name }} ({{ . }}){{ end }} "
+            "of HQ {{ $labels.target }} (tier {{ $labels.tier }})"
+        )
+        env = self.env
         updated = self.select("lenses_environment_metrics_updated_timestamp_seconds")
-        connected = f"max by (environment, tier) ({self.select('lenses_environment_agent_connected')}) == 1"
+        connected = f"max by ({env}) ({self.select('lenses_environment_agent_connected')}) == 1"
         brokers = "lenses_environment_kafka_brokers"
         return [
             *self.by_tier(
                 "AgentDisconnected",
-                lambda tier: (
-                    "max by (environment, tier) "
-                    f"({self.select('lenses_environment_agent_connected', tier)}) == 0"
+                lambda tier: self.named(
+                    f"max by ({env}) ({self.select('lenses_environment_agent_connected', tier)}) == 0"
                 ),
                 s.agent_disconnected_for,
                 "A Lenses agent is disconnected from HQ.",
@@ -166,9 +203,9 @@ class _Rules:
             self.alert(
                 "AgentConnectivityUnknown",
                 f"""
-max by (environment, tier) ({self.select("lenses_environment_info")})
-unless on (environment, tier)
-  max by (environment, tier) ({self.select("lenses_environment_agent_connected")})
+max by ({env}, display_name) ({self.select("lenses_environment_info")})
+unless on ({env})
+  max by ({env}) ({self.select("lenses_environment_agent_connected")})
 """,
                 s.agent_connectivity_unknown_for,
                 "warning",
@@ -179,11 +216,11 @@ unless on (environment, tier)
             ),
             self.alert(
                 "AgentFlapping",
-                f"""
-max by (environment, tier) (
+                self.named(f"""
+max by ({env}) (
   increase({self.select("lenses_environment_agent_disconnects_total")}[{s.agent_flapping_window}])
 ) >= {s.agent_flapping_disconnects:g}
-""",
+"""),
                 s.agent_flapping_for,
                 "warning",
                 "A Lenses agent keeps disconnecting and coming back.",
@@ -192,14 +229,14 @@ max by (environment, tier) (
             ),
             self.alert(
                 "AgentMetricsStale",
-                f"""
+                self.named(f"""
 (
   time()
-  - max by (environment, tier, section) ({updated})
+  - max by ({env}, section) ({updated})
 ) > {s.agent_metrics_stale_seconds:g}
-and on (environment, tier)
+and on ({env})
   {connected}
-""",
+"""),
                 s.agent_metrics_stale_for,
                 "warning",
                 "A connected Lenses agent stopped updating its metrics.",
@@ -209,8 +246,10 @@ and on (environment, tier)
             ),
             self.alert(
                 "AgentRoundtripHigh",
-                f"max by (environment, tier) ({self.select('lenses_environment_agent_roundtrip_seconds')})"
-                f" > {s.agent_roundtrip_seconds:g}",
+                self.named(
+                    f"max by ({env}) ({self.select('lenses_environment_agent_roundtrip_seconds')})"
+                    f" > {s.agent_roundtrip_seconds:g}"
+                ),
                 s.agent_roundtrip_for,
                 "warning",
                 "The round trip between Lenses HQ and an agent is slow.",
@@ -219,10 +258,10 @@ and on (environment, tier)
             ),
             *self.by_tier(
                 "KafkaBrokersDropped",
-                lambda tier: (
+                lambda tier: self.named(
                     f"""
-max by (environment, tier) ({self.select(brokers, tier)})
-< max by (environment, tier) (max_over_time({self.select(brokers, tier)}[{s.kafka_brokers_window}]))
+max by ({env}) ({self.select(brokers, tier)})
+< max by ({env}) (max_over_time({self.select(brokers, tier)}[{s.kafka_brokers_window}]))
 """
                 ),
                 s.kafka_brokers_for,
@@ -232,7 +271,7 @@ max by (environment, tier) ({self.select(brokers, tier)})
             ),
             self.alert(
                 "IssuesReported",
-                f"max by (environment, tier) ({self.select('lenses_environment_issues')}) > 0",
+                self.named(f"max by ({env}) ({self.select('lenses_environment_issues')}) > 0"),
                 s.issues_for,
                 "warning",
                 "A Lenses environment reports issues.",
@@ -252,9 +291,9 @@ max by (environment, tier) ({self.select(brokers, tier)})
             self.alert(
                 "FlinkAgentLeftRunning",
                 f"""
-max by ({FLINK_LABELS}) ({running}) == 0
-and on ({FLINK_LABELS})
-  max by ({FLINK_LABELS}) (max_over_time({running}[{s.flink_left_running_window}])) == 1
+max by ({self.flink}) ({running}) == 0
+and on ({self.flink})
+  max by ({self.flink}) (max_over_time({running}[{s.flink_left_running_window}])) == 1
 """,
                 s.flink_left_running_for,
                 "warning",
@@ -264,7 +303,7 @@ and on ({FLINK_LABELS})
             ),
             self.alert(
                 "FlinkAgentUnknownPhase",
-                f"max by ({FLINK_LABELS}, phase) ({unknown}) == 1",
+                f"max by ({self.flink}, phase) ({unknown}) == 1",
                 s.flink_unknown_phase_for,
                 "warning",
                 "A Confluent Flink agent is in a phase other than READY or RUNNING.",
@@ -282,6 +321,7 @@ and on ({FLINK_LABELS})
         up_production = self.select("lenses_hq_exporter_up", f'source="confluent", target!~"{pattern}"')
         up_non_production = self.select("lenses_hq_exporter_up", f'source="confluent", target=~"{pattern}"')
         window = s.dropping_objects_window
+        source_target = self.by("source, target")
         return [
             self.alert(
                 "ExporterAbsent",
@@ -295,7 +335,7 @@ and on ({FLINK_LABELS})
             ),
             self.alert(
                 "ExporterInstanceDown",
-                f"max by (instance) ({self.select('up')}) == 0",
+                f"max by ({self.by('instance')}) ({self.select('up')}) == 0",
                 s.exporter_instance_down_for,
                 "warning",
                 "Prometheus cannot scrape one lenses-hq-exporter instance.",
@@ -319,23 +359,23 @@ and on ({FLINK_LABELS})
                     (
                         "critical",
                         f"""
-max by (source, target) ({up_lenses}) == 0
+max by ({source_target}) ({up_lenses}) == 0
 or
-max by (source, target) ({up_production}) == 0
+max by ({source_target}) ({up_production}) == 0
 """,
                     ),
                     (
                         "warning",
-                        f"max by (source, target) ({up_non_production}) == 0",
+                        f"max by ({source_target}) ({up_non_production}) == 0",
                     ),
                 )
             ],
             self.alert(
                 "ExporterDroppingObjects",
                 f"""
-max by (source, target) (increase({self.select("lenses_hq_exporter_invalid_objects_total")}[{window}])) > 0
+max by ({source_target}) (increase({self.select("lenses_hq_exporter_invalid_objects_total")}[{window}])) > 0
 or
-max by (source, target) (increase({self.select("lenses_hq_exporter_invalid_fields_total")}[{window}])) > 0
+max by ({source_target}) (increase({self.select("lenses_hq_exporter_invalid_fields_total")}[{window}])) > 0
 """,
                 s.dropping_objects_for,
                 "warning",
@@ -348,7 +388,7 @@ max by (source, target) (increase({self.select("lenses_hq_exporter_invalid_field
             self.alert(
                 "ExporterStale",
                 f"""
-time() - max by (source, target) ({self.select("lenses_hq_exporter_last_success_timestamp_seconds")} > 0)
+time() - max by ({source_target}) ({self.select("lenses_hq_exporter_last_success_timestamp_seconds")} > 0)
 > {s.stale_seconds:g}
 """,
                 s.stale_for,
@@ -360,7 +400,7 @@ time() - max by (source, target) ({self.select("lenses_hq_exporter_last_success_
             ),
             self.alert(
                 "ExporterStreamDown",
-                f"max by (target) ({self.select('lenses_hq_exporter_sse_connected')}) == 0",
+                f"max by ({self.by('target')}) ({self.select('lenses_hq_exporter_sse_connected')}) == 0",
                 s.stream_down_for,
                 "info",
                 "The exporter's live stream to Lenses HQ is down; it falls back to polling.",
@@ -371,8 +411,8 @@ time() - max by (source, target) ({self.select("lenses_hq_exporter_last_success_
             self.alert(
                 "ExporterRateLimited",
                 f"""
-sum by (source, endpoint) (rate({failures}[{s.rate_limited_window}]))
-/ sum by (source, endpoint) (rate({requests}[{s.rate_limited_window}]))
+sum by ({self.by("source, endpoint")}) (rate({failures}[{s.rate_limited_window}]))
+/ sum by ({self.by("source, endpoint")}) (rate({requests}[{s.rate_limited_window}]))
 > {s.rate_limited_ratio:g}
 """,
                 s.rate_limited_for,

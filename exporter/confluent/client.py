@@ -178,6 +178,7 @@ class ConfluentClient:
             auth_headers=lambda: headers,
             params=params,
             credentials_follow=credentials_may_follow,
+            on_response=self._note_rate_limit,
             deadline=self.target.deadline,
             decoder=_data_listing,
         )
@@ -195,6 +196,16 @@ class ConfluentClient:
                 "decode", f"{ENDPOINT}: {error}", endpoint=ENDPOINT, request_id=request_id
             ) from None
         return data, next_token, request_id
+
+    def _note_rate_limit(self, response: httpx.Response) -> None:
+        """The budget the answer reports (`X-RateLimit-Limit` / `-Remaining`), whatever its status."""
+        for header, gauge in (
+            ("x-ratelimit-remaining", self.telemetry.rate_limit_remaining),
+            ("x-ratelimit-limit", self.telemetry.rate_limit_limit),
+        ):
+            value = response.headers.get(header, "").strip()
+            if value.isascii() and value.isdigit():
+                gauge.labels(SOURCE, self.target.name).set(int(value))
 
     async def list_agents(self) -> AgentListing:
         """Every page, in order, retrying each page on rate limits, 5xx and network trouble.

@@ -4,11 +4,15 @@ and `tier`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING
 
-from exporter.config import ConfluentTarget
 from exporter.confluent.model import FlinkAgent
 from exporter.store import Family, FamilyGroup, Sample
+
+if TYPE_CHECKING:  # the configuration imports this module to name label keys and families
+    from exporter.config import ConfluentTarget
 
 COMMON_LABELS = ("organization_id", "environment_id", "kafka_cluster_id", "agent", "tier")
 
@@ -44,51 +48,85 @@ def _tool_info(agent: FlinkAgent) -> Iterable[Sample]:
         yield (tool,), 1
 
 
+def agent_label_name(key: str) -> str:
+    """`label_<key>` with every character that cannot be in a label name replaced by `_`."""
+    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
+
+
+def _labels(keys: Sequence[str]) -> Reader:
+    def read(agent: FlinkAgent) -> Iterable[Sample]:
+        values = dict(agent.labels)
+        yield tuple(values.get(key, "") for key in keys), 1
+
+    return read
+
+
 def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) -> Family[FlinkAgent]:
     return Family(name, help_, labels, read)
 
 
-GROUP: FamilyGroup[FlinkAgent] = FamilyGroup(
-    COMMON_LABELS,
-    (
-        _gauge(
-            "confluent_flink_agent_info",
-            "Flink agent identity: the model it uses and its uid; value 1.",
-            _info,
-            ("model", "uid"),
-        ),
-        _gauge(
-            "confluent_flink_agent_status_phase",
-            "1 for the agent's current phase, 0 for the other known phases (READY, RUNNING).",
-            _phase,
-            ("phase",),
-        ),
-        _gauge("confluent_flink_agent_tools", "Tools available to the agent.", _tool_count),
-        _gauge(
-            "confluent_flink_agent_tool_info",
-            "One series per tool available to the agent; value 1.",
-            _tool_info,
-            ("tool",),
-        ),
-        _gauge(
-            "confluent_flink_agent_created_timestamp_seconds",
-            "When the agent was created (Unix seconds).",
-            lambda agent: _one(agent.created_at),
-        ),
-        _gauge(
-            "confluent_flink_agent_updated_timestamp_seconds",
-            "When the agent was last updated (Unix seconds).",
-            lambda agent: _one(agent.updated_at),
-        ),
-        Family(
-            "confluent_flink_agent_phase_changes_total",
-            "Changes of the agent's phase seen between two polls since the exporter first saw the agent.",
-            (),
-            lambda agent: (((), agent.phase_changes),),
-            "counter",
-        ),
+def build_group(
+    label_keys: Sequence[str] = (), keep: Callable[[str], bool] = lambda name: True
+) -> FamilyGroup[FlinkAgent]:
+    """The families for one configuration (the `metadata.labels` allowlist adds one); only those `keep`
+    accepts, so a denied family is never rendered."""
+    families = [*_FAMILIES]
+    if label_keys:
+        families.append(
+            _gauge(
+                "confluent_flink_agent_labels_info",
+                "Allow-listed agent metadata labels as labels; value 1.",
+                _labels(tuple(label_keys)),
+                tuple(agent_label_name(key) for key in label_keys),
+            )
+        )
+    return FamilyGroup(COMMON_LABELS, tuple(family for family in families if keep(family.name)))
+
+
+_FAMILIES: tuple[Family[FlinkAgent], ...] = (
+    _gauge(
+        "confluent_flink_agent_info",
+        "Flink agent identity: the model it uses and its uid; value 1.",
+        _info,
+        ("model", "uid"),
+    ),
+    _gauge(
+        "confluent_flink_agent_status_phase",
+        "1 for the agent's current phase, 0 for the other known phases (READY, RUNNING).",
+        _phase,
+        ("phase",),
+    ),
+    _gauge("confluent_flink_agent_tools", "Tools available to the agent.", _tool_count),
+    _gauge(
+        "confluent_flink_agent_tool_info",
+        "One series per tool available to the agent; value 1.",
+        _tool_info,
+        ("tool",),
+    ),
+    _gauge(
+        "confluent_flink_agent_created_timestamp_seconds",
+        "When the agent was created (Unix seconds).",
+        lambda agent: _one(agent.created_at),
+    ),
+    _gauge(
+        "confluent_flink_agent_updated_timestamp_seconds",
+        "When the agent was last updated (Unix seconds).",
+        lambda agent: _one(agent.updated_at),
+    ),
+    Family(
+        "confluent_flink_agent_phase_changes_total",
+        "Changes of the agent's phase seen between two polls since the exporter first saw the agent.",
+        (),
+        lambda agent: (((), agent.phase_changes),),
+        "counter",
     ),
 )
+
+GROUP = build_group()
+"""The families of a configuration with no labels allowlist and no family filter."""
+
+FAMILY_NAMES = tuple(family.name for family in build_group(("key",)).families)
+"""Every Confluent family name (what `metrics.allow` / `metrics.deny` may name)."""
 
 
 def common_values(target: ConfluentTarget, agent: FlinkAgent) -> tuple[str, str, str, str, str]:

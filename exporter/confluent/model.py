@@ -36,6 +36,8 @@ class FlinkAgent:
     updated_at: float | None
     phase_changes: int = 0
     """Phase changes seen between polls since the agent was first seen (set by the poller)."""
+    labels: tuple[tuple[str, str], ...] = ()
+    """`metadata.labels` entries with a string value, in upstream order."""
 
     @property
     def key(self) -> str:
@@ -74,7 +76,7 @@ def _tools(raw: Any, cuts: list[str] | None) -> tuple[str, ...] | None:
 
 
 _NO_NAME = Undecodable("not a JSON object with a name")
-_KEPT_METADATA = ("self", "uid", "created_at", "updated_at")
+_KEPT_METADATA = ("self", "uid", "created_at", "updated_at", "labels")  # labels: for the allowlist
 _KEPT_TOOLS = 4 * MAX_TOOLS  # enough that a list over MAX_TOOLS distinct tools is still seen as one
 
 
@@ -125,4 +127,13 @@ def decode_agent(raw: Any, cuts: list[str] | None = None) -> FlinkAgent:
         tools=_tools(spec.get("tools"), cuts),
         created_at=as_timestamp(metadata.get("created_at")),
         updated_at=as_timestamp(metadata.get("updated_at")),
+        labels=_labels(metadata.get("labels")),
+    )
+
+
+def _labels(raw: Any) -> tuple[tuple[str, str], ...]:
+    return tuple(
+        (key, label)
+        for key, value in as_mapping(raw).items()
+        if (label := as_label(value, "labels")) is not None
     )

@@ -29,7 +29,7 @@ from exporter.confluent.client import (
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.health import Health, TargetStatus, Telemetry, stale_after
 from exporter.sharding import Shard
-from exporter.store import Rendered, Store
+from exporter.store import FamilyGroup, Rendered, Store
 from exporter.supervisor import supervise
 from exporter.upstream import UpstreamError
 
@@ -71,8 +71,10 @@ class ConfluentSync:
         health: Health,
         telemetry: Telemetry,
         shard: Shard | None = None,
+        group: FamilyGroup[FlinkAgent] | None = None,
     ) -> None:
         self.settings = settings
+        self.group = group or metrics.GROUP
         self.store = store
         self.telemetry = telemetry
         self.targets = tuple(t for t in settings.targets if shard is None or shard.owns(t.name))
@@ -168,6 +170,7 @@ class ConfluentSync:
         previous_phases = self._phases.get(target.name, {})
         phases: dict[str, tuple[str | None, int]] = {}
         invalid = 0
+        skipped = 0
         for index, raw in enumerate(listing.items):
             if index % RENDER_BATCH == RENDER_BATCH - 1:
                 await asyncio.sleep(0)  # ten thousand agents take half a second: let scrapes in between
@@ -182,8 +185,13 @@ class ConfluentSync:
             if agent.key in rendered:  # names that read the same once made label values: the first is kept
                 invalid += 1
                 continue
+            if not target.selection.keeps({"agent": agent.name, "kafka_cluster_id": agent.kafka_cluster_id}):
+                skipped += 1
+                continue
             agent = _with_phase_changes(agent, previous_phases.get(agent.key), phases)
-            rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(target, agent))
+            rendered[agent.key] = self.group.render(
+                _own_labels(agent, target), metrics.common_values(target, agent)
+            )
         del listing  # the raw agents go before the store changes, so the new state reuses their memory
         if invalid:
             self.telemetry.invalid_objects.labels(SOURCE, target.name).inc(invalid)
@@ -197,7 +205,8 @@ class ConfluentSync:
                 invalid=invalid,
                 request_ids=",".join(summary.request_ids[:10]),
             )
-        self.store.replace(metrics.GROUP, target.name, rendered)
+        self.store.replace(self.group, target.name, rendered)
+        status.objects_skipped(skipped)
         self._phases[target.name] = phases  # agents gone lose their count with their series
         agents = len(rendered)
         del rendered  # transient: not to be frozen, and its memory to be given back
@@ -220,6 +229,16 @@ class ConfluentSync:
         for http in self._http.values():
             with contextlib.suppress(Exception):
                 await http.aclose()
+
+
+def _own_labels(agent: FlinkAgent, target: ConfluentTarget) -> FlinkAgent:
+    """The agent with only the `metadata.labels` keys its target allows (the family is shared by targets
+    that may allow more)."""
+    if not agent.labels:
+        return agent
+    allowed = set(target.labels)
+    kept = tuple((key, value) for key, value in agent.labels if key in allowed)
+    return agent if len(kept) == len(agent.labels) else dataclasses.replace(agent, labels=kept)
 
 
 def _with_phase_changes(

@@ -87,6 +87,16 @@ def job_variable() -> dashboard.QueryVariable:
     )
 
 
+def target_variable() -> dashboard.QueryVariable:
+    """The `target` variable: the Lenses HQs (as the exporter names them) whose environments are shown."""
+    return label_variable(
+        "target",
+        "HQ",
+        f'label_values(lenses_hq_exporter_up{{{JOB}, source="lenses"}}, target)',
+        "The Lenses HQ(s), by the name the exporter's configuration gives them (the `target` label).",
+    )
+
+
 def base(uid: str, title: str, description: str) -> dashboard.Dashboard:
     """A dashboard with the common settings: stable uid, tags, time range, links to its siblings."""
     return (

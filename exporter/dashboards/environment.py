@@ -21,17 +21,18 @@ from exporter.dashboards.common import (
     stat_panel,
     state_panel,
     table_panel,
+    target_variable,
     timeseries_panel,
 )
 
 UID = "lenses-hq-environment"
 
-FILTER = f'{JOB}, environment="$environment"'
+FILTER = f'{JOB}, target=~"$target", environment="$environment"'
 
 
 def value(metric: str, by: str = "") -> str:
     """The environment's series, one per `by` label set, whatever the number of exporter replicas."""
-    labels = ", ".join(part for part in ("environment", by) if part)
+    labels = ", ".join(part for part in ("target", "environment", by) if part)
     return f"max by ({labels}) ({metric}{{{FILTER}}})"
 
 
@@ -46,11 +47,12 @@ def build() -> dashboard.Dashboard:
         )
         .with_variable(datasource_variable())
         .with_variable(job_variable())
+        .with_variable(target_variable())
         .with_variable(
             label_variable(
                 "tier",
                 "Tier",
-                f"label_values(lenses_environment_info{{{JOB}}}, tier)",
+                f'label_values(lenses_environment_info{{{JOB}, target=~"$target"}}, tier)',
                 "Narrows the environment list to these tiers.",
             )
         )
@@ -58,8 +60,9 @@ def build() -> dashboard.Dashboard:
             label_variable(
                 "environment",
                 "Environment",
-                f'label_values(lenses_environment_info{{{JOB}, tier=~"$tier"}}, environment)',
-                "The Lenses HQ environment shown.",
+                "label_values(lenses_environment_info"
+                f'{{{JOB}, target=~"$target", tier=~"$tier"}}, environment)',
+                "The Lenses HQ environment shown (of every selected HQ that has one by this name).",
                 multi=False,
             )
         )
@@ -109,27 +112,34 @@ def build() -> dashboard.Dashboard:
                 "The agent's host, versions, capabilities reported, and the Kafka version.",
                 [
                     Column(
+                        "display name",
+                        f"max by (target, environment, display_name) (lenses_environment_info{{{FILTER}}})",
+                        hidden=True,
+                    ),
+                    Column(
                         "agent",
-                        "max by (environment, hostname, version, protocol_version) "
+                        "max by (target, environment, hostname, version, protocol_version) "
                         f"(lenses_environment_agent_info{{{FILTER}}})",
                         hidden=True,
                     ),
                     Column(
                         "kafka",
-                        "label_replace(max by (environment, version) (lenses_environment_kafka_info{"
+                        "label_replace(max by (target, environment, version) (lenses_environment_kafka_info{"
                         + FILTER
                         + '}), "kafka_version", "$1", "version", "(.*)")',
                         hidden=True,
                     ),
                     Column(
                         "Capabilities enabled",
-                        "sum by (environment) "
+                        "sum by (target, environment) "
                         f"({value('lenses_environment_agent_capability', 'capability')})",
                         "none",
                     ),
                 ],
-                keep=["hostname", "version", "protocol_version", "kafka_version"],
+                keep=["target", "display_name", "hostname", "version", "protocol_version", "kafka_version"],
                 rename={
+                    "target": "HQ",
+                    "display_name": "display name",
                     "version": "agent version",
                     "protocol_version": "protocol",
                     "kafka_version": "kafka version",
@@ -167,14 +177,14 @@ def build() -> dashboard.Dashboard:
                 "none",
                 [
                     query(
-                        "sum by (environment) (increase(lenses_environment_agent_disconnects_total{"
+                        "sum by (target, environment) (increase(lenses_environment_agent_disconnects_total{"
                         + FILTER
                         + "}[$__rate_interval]))",
                         "disconnects",
                         ref="A",
                     ),
                     query(
-                        "sum by (environment) (increase(lenses_environment_agent_connects_total{"
+                        "sum by (target, environment) (increase(lenses_environment_agent_connects_total{"
                         + FILTER
                         + "}[$__rate_interval]))",
                         "connects",
@@ -313,7 +323,7 @@ def build() -> dashboard.Dashboard:
                     query(
                         "time() - "
                         + value("lenses_environment_metrics_updated_timestamp_seconds", "section"),
-                        "{{section}}",
+                        "{{target}} {{section}}",
                         ref="A",
                     ),
                     query(

@@ -29,9 +29,28 @@ UID = "lenses-hq-exporter"
 FILTER = f'{JOB}, instance=~"$instance"'
 
 
+PER_TARGET = (
+    "lenses_hq_exporter_up",
+    "lenses_hq_exporter_last_success_timestamp_seconds",
+    "lenses_hq_exporter_sync_duration_seconds",
+    "lenses_hq_exporter_sse_connected",
+    "lenses_hq_exporter_sse_events_total",
+    "lenses_hq_exporter_sse_reconnects_total",
+    "lenses_hq_exporter_objects",
+    "lenses_hq_exporter_objects_filtered",
+    "lenses_hq_exporter_invalid_objects_total",
+    "lenses_hq_exporter_invalid_fields_total",
+    "lenses_hq_exporter_last_error_info",
+    "lenses_hq_exporter_rate_limit_remaining",
+    "lenses_hq_exporter_rate_limit_limit",
+)
+"""Self-metrics with a `target` label: the target variable narrows them."""
+
+
 def select(metric: str, extra: str = "") -> str:
-    """The metric on the selected jobs and instances."""
-    return f"{metric}{{{FILTER}{extra}}}"
+    """The metric on the selected jobs and instances (and targets, when it has one)."""
+    targets = ', target=~"$target"' if metric in PER_TARGET else ""
+    return f"{metric}{{{FILTER}{targets}{extra}}}"
 
 
 def build() -> dashboard.Dashboard:
@@ -52,6 +71,14 @@ def build() -> dashboard.Dashboard:
                 "Instance",
                 f"label_values(lenses_hq_exporter_build_info{{{JOB}}}, instance)",
                 "Exporter replicas (scrape targets).",
+            )
+        )
+        .with_variable(
+            label_variable(
+                "target",
+                "Target",
+                f"label_values(lenses_hq_exporter_up{{{JOB}}}, target)",
+                "The upstream targets (Lenses HQs, Confluent environments), as the configuration names them.",
             )
         )
         .with_row(row("Targets"))
@@ -169,9 +196,18 @@ def build() -> dashboard.Dashboard:
         .with_panel(
             timeseries_panel(
                 "Objects per target",
-                "Environments or agents each target holds.",
+                "Environments or agents each target holds, and those its include/exclude filters skip.",
                 "none",
-                [query(select("lenses_hq_exporter_objects"), "{{instance}} {{source}}/{{target}}")],
+                [
+                    query(
+                        select("lenses_hq_exporter_objects"), "{{instance}} {{source}}/{{target}}", ref="A"
+                    ),
+                    query(
+                        select("lenses_hq_exporter_objects_filtered"),
+                        "{{instance}} {{source}}/{{target}} filtered",
+                        ref="B",
+                    ),
+                ],
                 span=8,
             )
         )
@@ -258,6 +294,23 @@ def build() -> dashboard.Dashboard:
                         "/ sum by (source, endpoint) "
                         f"(rate({select('lenses_hq_exporter_upstream_requests_total')}[$__rate_interval]))",
                         "{{source}} {{endpoint}}",
+                    )
+                ],
+                span=8,
+            )
+        )
+        .with_panel(
+            timeseries_panel(
+                "Rate-limit budget left",
+                "Share of each target's rate-limit budget left, from X-RateLimit-Remaining and "
+                "X-RateLimit-Limit on its answers (Confluent targets): it runs out before requests are "
+                "refused.",
+                "percentunit",
+                [
+                    query(
+                        f"min by (source, target) ({select('lenses_hq_exporter_rate_limit_remaining')})\n"
+                        f"/ max by (source, target) ({select('lenses_hq_exporter_rate_limit_limit')})",
+                        "{{source}}/{{target}}",
                     )
                 ],
                 span=8,

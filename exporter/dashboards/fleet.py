@@ -22,17 +22,18 @@ from exporter.dashboards.common import (
     row,
     stat_panel,
     table_panel,
+    target_variable,
     timeseries_panel,
 )
 
 UID = "lenses-hq-fleet"
 
-FILTER = f'{JOB}, tier=~"$tier", environment=~"$environment"'
+FILTER = f'{JOB}, target=~"$target", tier=~"$tier", environment=~"$environment"'
 
 
 def per_environment(metric: str, extra: str = "") -> str:
-    """One series per environment, whatever the number of exporter replicas scraping it."""
-    return f"max by (environment, tier) ({metric}{{{FILTER}{extra}}})"
+    """One series per environment of each HQ, whatever the number of exporter replicas scraping it."""
+    return f"max by (target, environment, tier) ({metric}{{{FILTER}{extra}}})"
 
 
 def build() -> dashboard.Dashboard:
@@ -42,7 +43,7 @@ def build() -> dashboard.Dashboard:
     disconnects = per_environment("lenses_environment_agent_disconnects_total")
     detail = (
         "/d/lenses-hq-environment?${datasource:queryparam}&${job:queryparam}"
-        "&var-environment=${__data.fields.environment}&${__url_time_range}"
+        "&var-target=${__data.fields.target}&var-environment=${__data.fields.environment}&${__url_time_range}"
     )
     return (
         base(
@@ -53,11 +54,12 @@ def build() -> dashboard.Dashboard:
         )
         .with_variable(datasource_variable())
         .with_variable(job_variable())
+        .with_variable(target_variable())
         .with_variable(
             label_variable(
                 "tier",
                 "Tier",
-                f"label_values(lenses_environment_info{{{JOB}}}, tier)",
+                f'label_values(lenses_environment_info{{{JOB}, target=~"$target"}}, tier)',
                 "Lenses HQ environment tier (development, staging, production).",
             )
         )
@@ -65,7 +67,8 @@ def build() -> dashboard.Dashboard:
             label_variable(
                 "environment",
                 "Environment",
-                f'label_values(lenses_environment_info{{{JOB}, tier=~"$tier"}}, environment)',
+                "label_values(lenses_environment_info"
+                f'{{{JOB}, target=~"$target", tier=~"$tier"}}, environment)',
                 "Lenses HQ environment name.",
             )
         )
@@ -124,9 +127,9 @@ def build() -> dashboard.Dashboard:
                 "freshest view of the fleet can be.",
                 "s",
                 query(
-                    "max(time() - min by (environment, tier) "
+                    "max(time() - min by (target, environment, tier) "
                     f"(lenses_environment_metrics_updated_timestamp_seconds{{{FILTER}}}) "
-                    f"and on (environment, tier) {connected} == 1)",
+                    f"and on (target, environment, tier) {connected} == 1)",
                     instant=True,
                 ),
                 steps=((None, GREEN), (300, AMBER), (900, RED)),
@@ -161,7 +164,7 @@ def build() -> dashboard.Dashboard:
                 "type): neither connected nor disconnected, and no disconnect alert can fire for them.",
                 "none",
                 query(
-                    f"count({environments} unless on (environment, tier) {connected}) or vector(0)",
+                    f"count({environments} unless on (target, environment, tier) {connected}) or vector(0)",
                     instant=True,
                 ),
                 steps=((None, GREEN), (1, AMBER)),
@@ -184,7 +187,7 @@ def build() -> dashboard.Dashboard:
                 "Each environment's agent disconnects over the dashboard's time range: a flapping agent "
                 "stands out even when it was never down for a whole scrape interval.",
                 "none",
-                query(disconnects, "{{environment}}"),
+                query(disconnects, "{{target}}/{{environment}}"),
                 span=16,
                 calc="delta",
             )
@@ -193,20 +196,27 @@ def build() -> dashboard.Dashboard:
         .with_panel(
             table_panel(
                 "Environments",
-                "One row per environment: agent state and versions, round trip, Kafka brokers, topics, "
-                "throughput, issues, and the age of its stalest metrics section. The name links to the "
-                "environment's own dashboard.",
+                "One row per environment of each HQ, with its display name: agent state and versions, "
+                "round trip, Kafka brokers, topics, throughput, issues, and the age of its stalest metrics "
+                "section. The name links to the environment's own dashboard.",
                 [
+                    Column(
+                        "Display name",
+                        "max by (target, environment, tier, display_name) "
+                        f"(lenses_environment_info{{{FILTER}}})",
+                        hidden=True,
+                    ),
                     Column("Agent", connected, "none", tuple(CONNECTED)),
                     Column(
                         "Agent version",
-                        "max by (environment, tier, hostname, version) "
+                        "max by (target, environment, tier, hostname, version) "
                         f"(lenses_environment_agent_info{{{FILTER}}})",
                         hidden=True,
                     ),
                     Column(
                         "Kafka version",
-                        "label_replace(max by (environment, tier, version) (lenses_environment_kafka_info{"
+                        "label_replace(max by (target, environment, tier, version) "
+                        "(lenses_environment_kafka_info{"
                         + FILTER
                         + '}), "kafka_version", "$1", "version", "(.*)")',
                         hidden=True,
@@ -219,15 +229,50 @@ def build() -> dashboard.Dashboard:
                     Column("Issues", per_environment("lenses_environment_issues"), "none"),
                     Column(
                         "Metrics age",
-                        "time() - min by (environment, tier) "
+                        "time() - min by (target, environment, tier) "
                         f"(lenses_environment_metrics_updated_timestamp_seconds{{{FILTER}}})",
                         "s",
                     ),
                 ],
-                keep=["environment", "tier", "hostname", "version", "kafka_version"],
-                rename={"version": "agent version", "kafka_version": "kafka version"},
+                keep=[
+                    "target",
+                    "environment",
+                    "display_name",
+                    "tier",
+                    "hostname",
+                    "version",
+                    "kafka_version",
+                ],
+                rename={
+                    "target": "HQ",
+                    "display_name": "display name",
+                    "version": "agent version",
+                    "kafka_version": "kafka version",
+                },
                 links={"environment": ("Environment detail", detail)},
                 height=12,
+            )
+        )
+        .with_panel(
+            table_panel(
+                "Kafka connections",
+                "Each Kafka connection HQ defines for an environment, its auth type and whether it overrides "
+                "the agent's brokers (shown when the exporter polls Kafka connections).",
+                [
+                    Column(
+                        "connection",
+                        "max by (target, environment, connection, auth_type, brokers_overridden) "
+                        f"(lenses_environment_kafka_connection_info{{{FILTER}}})",
+                        hidden=True,
+                    )
+                ],
+                keep=["target", "environment", "connection", "auth_type", "brokers_overridden"],
+                rename={
+                    "target": "HQ",
+                    "auth_type": "auth type",
+                    "brokers_overridden": "brokers overridden",
+                },
+                height=8,
             )
         )
         .with_row(row("Trends"))
@@ -236,7 +281,12 @@ def build() -> dashboard.Dashboard:
                 "Agent round trip",
                 "Round trip between HQ and each environment's agent.",
                 "s",
-                [query(per_environment("lenses_environment_agent_roundtrip_seconds"), "{{environment}}")],
+                [
+                    query(
+                        per_environment("lenses_environment_agent_roundtrip_seconds"),
+                        "{{target}}/{{environment}}",
+                    )
+                ],
             )
         )
         .with_panel(
@@ -246,9 +296,9 @@ def build() -> dashboard.Dashboard:
                 "s",
                 [
                     query(
-                        "time() - min by (environment, tier) "
+                        "time() - min by (target, environment, tier) "
                         f"(lenses_environment_metrics_updated_timestamp_seconds{{{FILTER}}})",
-                        "{{environment}}",
+                        "{{target}}/{{environment}}",
                     )
                 ],
             )
@@ -271,7 +321,7 @@ def build() -> dashboard.Dashboard:
                 "Issues by environment",
                 "Issues each environment's agent reports.",
                 "none",
-                [query(per_environment("lenses_environment_issues"), "{{environment}}")],
+                [query(per_environment("lenses_environment_issues"), "{{target}}/{{environment}}")],
             )
         )
     )

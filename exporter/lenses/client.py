@@ -81,6 +81,10 @@ class LensesClient:
 
     async def count_kafka_connections(self, environment: str) -> int:
         """How many Kafka connections an environment defines."""
+        return len(await self.list_kafka_connections(environment))
+
+    async def list_kafka_connections(self, environment: str) -> list[Any]:
+        """The Kafka connections an environment defines, as HQ sends them."""
         path = f"/v1/environments/{path_segment(environment)}/kafka-connections"
         async for attempt in retrying(attempts=2):
             with attempt:
@@ -94,7 +98,7 @@ class LensesClient:
                 endpoint="kafka_connections",
                 request_id=request_id,
             )
-        return len(items)
+        return items
 
     async def aclose(self) -> None:
         """Close both connection pools."""

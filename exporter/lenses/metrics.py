@@ -1,5 +1,6 @@
 """The Lenses metric families, declared as data: name, help, own labels and how to read them off an
-environment. Every series also carries `environment` and `tier`."""
+environment. Every series also carries `environment`, `tier` and `target` (the configured HQ's name), so two
+HQs with an environment of the same name never merge."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
 from exporter.store import Family, FamilyGroup, Sample
 
-COMMON_LABELS = ("environment", "tier")
+COMMON_LABELS = ("environment", "tier", "target")
 
 ROUNDTRIP_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -90,9 +91,12 @@ def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) ->
 
 
 def build_group(
-    roundtrip_duration_unit: str = "ns", metadata_labels: Sequence[str] = ()
+    roundtrip_duration_unit: str = "ns",
+    metadata_labels: Sequence[str] = (),
+    keep: Callable[[str], bool] = lambda name: True,
 ) -> FamilyGroup[Environment]:
-    """The families for one configuration (the round-trip unit and the metadata allowlist change them)."""
+    """The families for one configuration (the round-trip unit and the metadata allowlist change them);
+    only those `keep` accepts, so a denied family is never rendered."""
     families = [
         _gauge(
             "lenses_environment_info",
@@ -222,6 +226,15 @@ def build_group(
             lambda e: _one(None if e.kafka_connections is None else float(e.kafka_connections)),
         ),
     ]
+    families.append(
+        _gauge(
+            "lenses_environment_kafka_connection_info",
+            "Each Kafka connection defined for the environment: its auth type and whether it overrides the "
+            "agent's brokers (when that poll is switched on); value 1.",
+            lambda e: ((details, 1) for details in e.kafka_connection_details),
+            ("connection", "auth_type", "brokers_overridden"),
+        )
+    )
     if metadata_labels:
         families.append(
             _gauge(
@@ -231,9 +244,13 @@ def build_group(
                 tuple(metadata_label_name(key) for key in metadata_labels),
             )
         )
-    return FamilyGroup(COMMON_LABELS, tuple(families))
+    return FamilyGroup(COMMON_LABELS, tuple(family for family in families if keep(family.name)))
 
 
-def common_values(environment: Environment) -> tuple[str, str]:
-    """The `environment` and `tier` label values."""
-    return environment.name, environment.tier
+FAMILY_NAMES = tuple(family.name for family in build_group(metadata_labels=("key",)).families)
+"""Every Lenses family name (what `metrics.allow` / `metrics.deny` may name)."""
+
+
+def common_values(environment: Environment, target: str) -> tuple[str, str, str]:
+    """The `environment`, `tier` and `target` label values."""
+    return environment.name, environment.tier, target

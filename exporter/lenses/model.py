@@ -99,6 +99,33 @@ class Transitions:
 NO_TRANSITIONS = Transitions()
 
 
+KafkaConnection = tuple[str, str, str]
+"""A Kafka connection's name, auth type and whether it overrides the agent's brokers (`true`/`false`)."""
+
+MAX_CONNECTION_TEXT = 256
+"""A connection name or auth type longer than this is not one (label values stay bounded)."""
+
+
+def decode_kafka_connection(raw: Any) -> KafkaConnection | None:
+    """Name, auth type (the key of the `auth` object, `plaintext` for an empty one) and whether brokers are
+    overridden; None for an item without a usable name. Addresses and auth settings are never kept."""
+    if not isinstance(raw, dict):
+        return None
+    name = as_label(raw.get("name"), "kafka_connection")
+    if not name or len(name) > MAX_CONNECTION_TEXT:
+        return None
+    auth = raw.get("auth")
+    auth_type = ""
+    if isinstance(auth, dict):
+        kinds = sorted(key for key in auth if isinstance(key, str) and len(key) <= MAX_CONNECTION_TEXT)
+        auth_type = kinds[0] if kinds else "plaintext"
+    brokers = raw.get("override_broker_addresses")
+    overridden = isinstance(brokers, list) and any(
+        isinstance(address, str) and address for address in brokers
+    )
+    return name, auth_type, "true" if overridden else "false"
+
+
 @dataclass(frozen=True, slots=True)
 class Environment:
     """One HQ environment as the exporter needs it. `agent_connected` is None when HQ reports no boolean;
@@ -114,6 +141,8 @@ class Environment:
     agent: Agent | None
     metadata: dict[str, str] = field(default_factory=dict)
     kafka_connections: int | None = None
+    kafka_connection_details: tuple[KafkaConnection, ...] = ()
+    """Each Kafka connection (when that poll is on), sorted by name."""
     invalid_fields: tuple[str, ...] = ()
     transitions: Transitions = NO_TRANSITIONS
 

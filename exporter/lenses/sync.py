@@ -24,7 +24,9 @@ from exporter.lenses.model import (
     NO_TRANSITIONS,
     Environment,
     InvalidEnvironment,
+    KafkaConnection,
     decode_environment,
+    decode_kafka_connection,
 )
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
@@ -64,6 +66,9 @@ class LensesSync:
         health: Health,
         telemetry: Telemetry,
         shard: Shard | None = None,
+        group_roundtrip_unit: str | None = None,
+        group_metadata_labels: tuple[str, ...] | None = None,
+        listing_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self.settings = settings
         self.group = group
@@ -71,6 +76,18 @@ class LensesSync:
         self.telemetry = telemetry
         self.shard = shard or Shard()
         self.target = settings.name
+        # The group is shared by every HQ: when its round-trip unit is not this HQ's, each environment is
+        # converted before rendering.
+        self._roundtrip_scale = (
+            ROUNDTRIP_UNITS[settings.roundtrip_duration_unit]
+            / ROUNDTRIP_UNITS[group_roundtrip_unit or settings.roundtrip_duration_unit]
+        )
+        self._listing_slots = listing_slots or asyncio.Semaphore(1)
+        """Shared by every HQ's sync: bounds the full listings in flight at once."""
+        self._metadata_keys = frozenset(settings.metadata_labels)
+        self._strip_metadata = bool(set(group_metadata_labels or ()) - self._metadata_keys)
+        self._filtered: set[str] = set()
+        """Environments this HQ's include/exclude filters skip now."""
         self.status = health.register(
             SOURCE, self.target, stale_after(settings.poll_interval, settings.deadline)
         )
@@ -80,7 +97,8 @@ class LensesSync:
         self._environments: dict[str, Environment] = {}
         self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
         self._listing_started = float("-inf")  # when the listing applied last was requested
-        self._connections: dict[str, int] = {}
+        self._connections: dict[str, tuple[int, tuple[KafkaConnection, ...]]] = {}
+        """Per environment, how many Kafka connections HQ lists and the usable ones' details."""
         self._invalid_logged: set[str] = set()
         self._invalid_fields_logged: dict[str, tuple[str, ...]] = {}  # environments with fields dropped
         self._roundtrip_warned = False
@@ -141,8 +159,9 @@ class LensesSync:
         """One full listing, applied only when complete; returns whether it succeeded."""
         started_wall = time.monotonic()
         try:
-            items, request_id = await self.client.list_environments()
-            environments = await self._decode_all(items, request_id)
+            async with self._listing_slots:
+                items, request_id = await self.client.list_environments()
+                environments = await self._decode_all(items, request_id)
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
@@ -180,7 +199,16 @@ class LensesSync:
                 self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
             message = f"{endpoint}: {error}" if endpoint else str(error)
             raise UpstreamError("decode", message, endpoint=endpoint or "", request_id=request_id) from None
+        skipped = {name for name, environment in environments.items() if not self._keeps(environment)}
+        for name in skipped:
+            del environments[name]
+        self._filtered = skipped
+        self.status.objects_skipped(len(skipped))
         return environments
+
+    def _keeps(self, environment: Environment) -> bool:
+        """Whether this HQ's include/exclude filters export the environment."""
+        return self.settings.selection.keeps({"environment": environment.name, "tier": environment.tier})
 
     def _decode(self, raw: Any, request_id: str) -> Environment | None:
         try:
@@ -246,7 +274,10 @@ class LensesSync:
         async def one(name: str) -> None:
             async with limit:
                 try:
-                    self._connections[name] = await self.client.count_kafka_connections(name)
+                    items = await self.client.list_kafka_connections(name)
+                    decoded = (decode_kafka_connection(item) for item in items)
+                    details = tuple(sorted({c for c in decoded if c is not None}))
+                    self._connections[name] = (len(items), details)
                 except UpstreamError as error:
                     self._connections.pop(name, None)
                     log.warning(
@@ -308,10 +339,13 @@ class LensesSync:
             del self._invalid_fields_logged[name]
 
     def _with_connections(self, environment: Environment) -> Environment:
-        count = self._connections.get(environment.name)
-        if count is None or not self.settings.kafka_connections or count == environment.kafka_connections:
+        known = self._connections.get(environment.name)
+        if known is None or not self.settings.kafka_connections:
             return environment
-        return dataclasses.replace(environment, kafka_connections=count)
+        count, details = known
+        if count == environment.kafka_connections and details == environment.kafka_connection_details:
+            return environment
+        return dataclasses.replace(environment, kafka_connections=count, kafka_connection_details=details)
 
     @staticmethod
     def _with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
@@ -329,7 +363,23 @@ class LensesSync:
         return dataclasses.replace(environment, transitions=transitions)
 
     def _render(self, environment: Environment) -> Rendered:
-        return self.group.render(environment, common_values(environment))
+        return self.group.render(self._for_group(environment), common_values(environment, self.target))
+
+    def _for_group(self, environment: Environment) -> Environment:
+        """The environment as the shared group reads it: its round trip in the group's unit and only this
+        HQ's metadata keys (other HQs may allow more)."""
+        agent = environment.agent
+        if self._roundtrip_scale != 1.0 and agent is not None and agent.roundtrip_duration is not None:
+            agent = dataclasses.replace(
+                agent, roundtrip_duration=agent.roundtrip_duration * self._roundtrip_scale
+            )
+            environment = dataclasses.replace(environment, agent=agent)
+        if self._strip_metadata and environment.metadata.keys() - self._metadata_keys:
+            metadata = {
+                key: value for key, value in environment.metadata.items() if key in self._metadata_keys
+            }
+            environment = dataclasses.replace(environment, metadata=metadata)
+        return environment
 
     # -- live stream -----------------------------------------------------------------------------
 
@@ -443,13 +493,21 @@ class LensesSync:
         if name == "environment_updated":
             environment = self._decode(data, request_id)
             if environment is not None and self.shard.owns(environment.name):
-                self._put(environment)
+                if self._keeps(environment):
+                    self._filtered.discard(environment.name)
+                    self._put(environment)
+                else:  # filtered out now (its tier may have changed): its series go
+                    self._filtered.add(environment.name)
+                    self._delete(environment.name)
+                self.status.objects_skipped(len(self._filtered))
         else:
             # The name as the environment is held: made a label value the way `decode_environment` makes it.
             deleted = decode.as_label(data.get("name"), "name") if isinstance(data, dict) else None
             if deleted is None:
                 self._invalid_event(name, "deletion has no `name`", request_id)
                 return
+            self._filtered.discard(deleted)
+            self.status.objects_skipped(len(self._filtered))
             self._delete(deleted)
 
     def _invalid_event(self, event: str, error: str, request_id: str) -> None:

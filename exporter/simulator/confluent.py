@@ -97,6 +97,12 @@ class TokenBuckets:
         self.faults = faults
         self._buckets: dict[str, tuple[float, float]] = {}
 
+    def remaining(self, credential: str) -> int:
+        """Whole requests left in the credential's bucket now."""
+        capacity = max(1.0, self.faults.rate_limit_capacity)
+        tokens, _ = self._buckets.get(hashlib.sha256(credential.encode()).hexdigest(), (capacity, 0.0))
+        return int(tokens)
+
     def take(self, credential: str) -> float | None:
         """Spend one token; None when allowed, else the seconds until one is back."""
         capacity = max(1.0, self.faults.rate_limit_capacity)
@@ -260,7 +266,13 @@ class ConfluentApi:
             + self._render(agents, base)
             + b"]}"
         )
-        return json_response(body)
+        response = json_response(body)
+        # As Confluent does, every answer says what is left of the budget, not only a 429.
+        response.headers["X-RateLimit-Limit"] = str(int(self.faults.rate_limit_capacity))
+        response.headers["X-RateLimit-Remaining"] = str(
+            self.buckets.remaining(request.headers.get("Authorization", ""))
+        )
+        return response
 
     # ----- single agents ----------------------------------------------------------------------------
 

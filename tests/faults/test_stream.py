@@ -48,7 +48,7 @@ def expected_lenses(running: Rig) -> frozenset[tuple[str, tuple[tuple[str, str],
     parts = []
     for name in sorted(running.world_names("lenses")):
         environment = decode_environment(running.sim.world.environment(name))
-        rendered = group.render(environment, lenses_metrics.common_values(environment))
+        rendered = group.render(environment, lenses_metrics.common_values(environment, "hq"))
         parts += [f.header() + chunk for f, chunk in zip(group.families, rendered, strict=True) if chunk]
     return reduce(parse_samples(b"".join(parts).decode())).data["lenses"]
 
