@@ -289,5 +289,11 @@ with `timeout` 1 s and `request_deadline` 3 s.
 
 Times are from one run on a two-core machine and vary between runs; the assertions are on the bounds.
 
+A large valid listing, measured apart from the matrix (the exporter alone in its process, the upstream in
+another, `max_body_bytes` raised to 300 MiB, `/healthz` probed every 50 ms): 200 MB of 74,294 environments
+peaked at 620 MB resident and `/healthz` never took longer than 0.63 s (before the listing was decoded one
+object at a time: 848 MB and 4.15 s). Eight listings of 300 MB cut off mid-body, one after the other: 621 MB
+resident after recovery for 620 MB before (938 MB at the peak), so a failure leaves nothing behind.
+
 ## The matrix
 """
