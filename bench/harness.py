@@ -395,24 +395,28 @@ log:
         )
         return config
 
+    async def start_ready(self, name: str, config: Path) -> Child:
+        """An exporter child named `name` built from `config`, once its /readyz answers 200."""
+        child = await Child.start(
+            name, "bench.exporter_host", [str(config)], self.options.work_dir / "logs", READY_TIMEOUT
+        )
+        self.children[name] = child
+        readyz = f"http://127.0.0.1:{child.ready['port']}/readyz"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            async with self.session.get(readyz) as response:
+                if response.status == 200:
+                    return child
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {name} exporter did not become ready")
+            await asyncio.sleep(0.05)
+
     async def start_exporter(self) -> None:
         """Start the exporter and wait until every target has synced once."""
         config = self.write_config()
         self.settings = load_settings(config)
         started = time.perf_counter()
-        exporter = await Child.start(
-            "exporter", "bench.exporter_host", [str(config)], self.options.work_dir / "logs", READY_TIMEOUT
-        )
-        self.children["exporter"] = exporter
-        readyz = f"http://127.0.0.1:{exporter.ready['port']}/readyz"
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            async with self.session.get(readyz) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the exporter did not become ready")
-            await asyncio.sleep(0.05)
+        exporter = await self.start_ready("exporter", config)
         self.figures["initial_sync_s"] = time.perf_counter() - started
         self.ready_at = time.monotonic()
         self.figures["rss_after_sync_mb"] = exporter.rss_bytes() / 2**20
@@ -760,19 +764,7 @@ log:
         await self.children.pop("exporter").stop()
         config = self.write_config(filtered=True)
         started = time.perf_counter()
-        child = await Child.start(
-            "filtered", "bench.exporter_host", [str(config)], self.options.work_dir / "logs", READY_TIMEOUT
-        )
-        self.children["filtered"] = child
-        readyz = f"http://127.0.0.1:{child.ready['port']}/readyz"
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            async with self.session.get(readyz) as response:
-                if response.status == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the filtered exporter did not become ready")
-            await asyncio.sleep(0.05)
+        child = await self.start_ready("filtered", config)
         self.figures["filtered_initial_sync_s"] = time.perf_counter() - started
         self.figures["filtered_rss_after_sync_mb"] = child.rss_bytes() / 2**20
         _, size, body = await self.scrape("filtered", "text", keep=True)
