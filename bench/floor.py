@@ -17,7 +17,7 @@ from pathlib import Path
 from aiohttp import web
 
 from bench.common import announce, until_terminated
-from exporter.web import TEXT_CONTENT_TYPE, wants_gzip
+from exporter.web.app import TEXT_CONTENT_TYPE, wants_gzip
 
 SLICE = 1 << 20
 

@@ -38,6 +38,7 @@ from exporter.config import (
     load_settings,
     normal_log_level,
 )
+from exporter.config.secrets import Secret
 from exporter.healthcheck import (
     ADDRESS_FILE_VARIABLE,
     address_file_from,
@@ -48,7 +49,6 @@ from exporter.healthcheck import (
 )
 from exporter.healthcheck import probe as probe_health
 from exporter.logs import configure_logging
-from exporter.secrets import Secret
 from exporter.sharding import Shard
 from exporter.upstream import Probe
 
@@ -584,7 +584,7 @@ def _check(arguments: argparse.Namespace) -> int:
     settings = settings_from_arguments(arguments, dict(os.environ))
     settings = dataclasses.replace(settings, log_level=normal_log_level(arguments.log_level or "warning"))
     _configure(settings)
-    from exporter.webconfig import load_web_config
+    from exporter.web.config import load_web_config
 
     load_web_config(settings.web.config_file)  # TLS files and basic-auth hashes are validated too
     for line in summary(settings):
@@ -602,7 +602,7 @@ def _check(arguments: argparse.Namespace) -> int:
 
 def _healthcheck(arguments: argparse.Namespace) -> int:
     from exporter.service import parse_listen_address
-    from exporter.webconfig import load_web_config
+    from exporter.web.config import load_web_config
 
     environ = dict(os.environ)
     configure_logging("error", "logfmt")  # reading the web-config file logs at info

@@ -11,18 +11,18 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from exporter.compaction import Compactor
 from exporter.config import Settings, shared_labels
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
+from exporter.exposition.compaction import Compactor
+from exporter.exposition.store import Store
 from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.signals import IGNORED
-from exporter.store import Store
 from exporter.supervisor import supervise
-from exporter.web import SERVER_LIMITS, make_app
-from exporter.webconfig import load_web_config
+from exporter.web.app import SERVER_LIMITS, make_app
+from exporter.web.config import load_web_config
 
 log = structlog.get_logger("exporter.service")
 

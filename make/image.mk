@@ -33,7 +33,7 @@ image: wheelhouse
 		--build-arg VERSION=$(IMAGE_VERSION) --build-arg WHEELHOUSE=$(WHEELHOUSE) -t $(IMAGE) .
 
 image-test: image $(STAMP_TEST)
-	IMAGE_TEST=1 IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/pytest -q -s -p no:cacheprovider tests/test_image.py
+	IMAGE_TEST=1 IMAGE=$(IMAGE) CONTAINER_ENGINE=$(CONTAINER_ENGINE) $(BIN)/pytest -q -s -p no:cacheprovider tests/deploy/test_image.py
 
 # Kubernetes manifests generated from alerts/*.yml and dashboards/*.json (deploy/kubernetes).
 .PHONY: manifests

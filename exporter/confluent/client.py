@@ -16,9 +16,9 @@ from tenacity import RetryCallState
 
 from exporter import decode
 from exporter.config import ConfluentTarget
+from exporter.config.secrets import SecretUnavailable
 from exporter.confluent.model import compact_agent
 from exporter.health import Telemetry
-from exporter.secrets import SecretUnavailable
 from exporter.upstream import (
     Probe,
     UpstreamError,

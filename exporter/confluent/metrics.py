@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter.confluent.model import FlinkAgent
-from exporter.store import Family, FamilyGroup, Sample
+from exporter.exposition.store import Family, FamilyGroup, Sample
 
 if TYPE_CHECKING:  # the configuration imports this module to name label keys and families
     from exporter.config import ConfluentTarget

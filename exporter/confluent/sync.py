@@ -27,9 +27,9 @@ from exporter.confluent.client import (
     http_client_for,
 )
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
+from exporter.exposition.store import FamilyGroup, Rendered, Store
 from exporter.health import Health, TargetStatus, Telemetry, stale_after
 from exporter.sharding import Shard
-from exporter.store import FamilyGroup, Rendered, Store
 from exporter.supervisor import supervise
 from exporter.upstream import UpstreamError
 

@@ -1,6 +1,6 @@
 """What every dashboard shares: the Prometheus data source variable, the `job` filter, panel and query
 helpers that always set a title, description, unit and `${datasource}`, so the lint rules hold by
-construction (and `tests/test_dashboards.py` checks they do)."""
+construction (and `tests/mixin/test_dashboards.py` checks they do)."""
 
 from __future__ import annotations
 

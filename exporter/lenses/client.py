@@ -8,8 +8,8 @@ from urllib.parse import quote
 
 from exporter import decode
 from exporter.config import LensesSettings
+from exporter.config.secrets import SecretUnavailable
 from exporter.health import Telemetry
-from exporter.secrets import SecretUnavailable
 from exporter.upstream import (
     Probe,
     UpstreamError,

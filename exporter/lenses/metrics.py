@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
+from exporter.exposition.store import Family, FamilyGroup, Sample
 from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
-from exporter.store import Family, FamilyGroup, Sample
 
 COMMON_LABELS = ("environment", "tier", "target")
 

@@ -17,7 +17,7 @@ import httpx
 from aiohttp import web
 
 from exporter.config import ConfluentSettings, ConfluentTarget, LensesSettings, Settings, WebSettings
-from exporter.secrets import Secret
+from exporter.config.secrets import Secret
 from exporter.service import Exporter
 from tests.faults.rig import State, reduce
 from tests.support import free_port, parse_samples

@@ -23,8 +23,8 @@ from exporter.config import (
     TLSSettings,
     WebSettings,
 )
+from exporter.config.secrets import Secret
 from exporter.confluent.sync import INTERVAL_JITTER
-from exporter.secrets import Secret
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.support import LandingPage, free_port, parse_samples

@@ -13,7 +13,7 @@ from pathlib import Path
 from aiohttp import web
 
 from exporter.config import TLSSettings
-from exporter.secrets import Secret
+from exporter.config.secrets import Secret
 from exporter.simulator.server import SHUTDOWN_TIMEOUT, Simulator
 from tests.faults.matrix import Collector, Outcome, seconds
 from tests.faults.rig import (
@@ -28,7 +28,7 @@ from tests.faults.rig import (
     simulator_options,
 )
 from tests.support import free_port
-from tests.tls_certificates import CertificateAuthority
+from tests.web.tls_certificates import CertificateAuthority
 
 
 def write(path: Path, value: str) -> Path:

@@ -10,7 +10,7 @@ from typing import Any
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 
-from exporter.secrets import Secret
+from exporter.config.secrets import Secret
 from tests.faults.matrix import Collector, Outcome, seconds
 from tests.faults.rig import API_SECRET, LENSES_TOKEN, RECOVERY_DEADLINE, SOURCES, Rig, State, rig
 from tests.faults.test_hostile_bodies import current

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from exporter.config import ConfigError, load_settings
+from exporter.config.secrets import Secret
 from exporter.confluent.client import ConfluentClient
 from exporter.health import Telemetry
 from exporter.lenses.client import LensesClient
-from exporter.secrets import Secret
 from exporter.upstream import UpstreamError
 from tests.faults.rig import SOURCES, rig, simulator_options
 from tests.support import free_port

@@ -1,0 +1,1 @@
+"""The listener: routes (/metrics, /healthz, /readyz, the landing page), the web-config file, TLS and auth."""
