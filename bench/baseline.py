@@ -29,7 +29,8 @@ from exporter.config import ConfluentTarget, LensesSettings, load_settings
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.confluent.sync import ConfluentSync
-from exporter.exposition.store import FamilyGroup, Store
+from exporter.exposition.families import FamilyGroup
+from exporter.exposition.store import Store
 from exporter.health import Health, Telemetry
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.client import LensesClient

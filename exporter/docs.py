@@ -11,7 +11,7 @@ from typing import Any
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.model import MAX_TOOLS
 from exporter.decode import CUT_MARKER, MAX_LABEL_BYTES
-from exporter.exposition.store import FamilyGroup
+from exporter.exposition.families import FamilyGroup
 from exporter.health import SELF_METRICS
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.model import MAX_CAPABILITIES

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from exporter.confluent.model import FlinkAgent
-from exporter.exposition.store import Family, FamilyGroup, Sample
+from exporter.exposition.families import Family, FamilyGroup, Reader, Sample, counter, gauge, one
 
 if TYPE_CHECKING:  # the configuration imports this module to name label keys and families
     from exporter.config import ConfluentTarget
@@ -18,12 +18,6 @@ COMMON_LABELS = ("organization_id", "environment_id", "kafka_cluster_id", "agent
 
 KNOWN_PHASES = ("READY", "RUNNING")
 """Phases that always have a series (0 or 1), so `== 0` alerts work; another phase adds its own series."""
-
-Reader = Callable[[FlinkAgent], Iterable[Sample]]
-
-
-def _one(value: float | None) -> Iterable[Sample]:
-    return () if value is None else (((), value),)
 
 
 def _info(agent: FlinkAgent) -> Iterable[Sample]:
@@ -40,7 +34,7 @@ def _phase(agent: FlinkAgent) -> Iterable[Sample]:
 
 
 def _tool_count(agent: FlinkAgent) -> Iterable[Sample]:
-    return _one(None if agent.tools is None else float(len(agent.tools)))
+    return one(None if agent.tools is None else float(len(agent.tools)))
 
 
 def _tool_info(agent: FlinkAgent) -> Iterable[Sample]:
@@ -53,16 +47,12 @@ def agent_label_name(key: str) -> str:
     return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
-def _labels(keys: Sequence[str]) -> Reader:
+def _labels(keys: Sequence[str]) -> Reader[FlinkAgent]:
     def read(agent: FlinkAgent) -> Iterable[Sample]:
         values = dict(agent.labels)
         yield tuple(values.get(key, "") for key in keys), 1
 
     return read
-
-
-def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) -> Family[FlinkAgent]:
-    return Family(name, help_, labels, read)
 
 
 def build_group(
@@ -73,7 +63,7 @@ def build_group(
     families = [*_FAMILIES]
     if label_keys:
         families.append(
-            _gauge(
+            gauge(
                 "confluent_flink_agent_labels_info",
                 "Allow-listed agent metadata labels as labels; value 1.",
                 _labels(tuple(label_keys)),
@@ -84,41 +74,39 @@ def build_group(
 
 
 _FAMILIES: tuple[Family[FlinkAgent], ...] = (
-    _gauge(
+    gauge(
         "confluent_flink_agent_info",
         "Flink agent identity: the model it uses and its uid; value 1.",
         _info,
         ("model", "uid"),
     ),
-    _gauge(
+    gauge(
         "confluent_flink_agent_status_phase",
         "1 for the agent's current phase, 0 for the other known phases (READY, RUNNING).",
         _phase,
         ("phase",),
     ),
-    _gauge("confluent_flink_agent_tools", "Tools available to the agent.", _tool_count),
-    _gauge(
+    gauge("confluent_flink_agent_tools", "Tools available to the agent.", _tool_count),
+    gauge(
         "confluent_flink_agent_tool_info",
         "One series per tool available to the agent; value 1.",
         _tool_info,
         ("tool",),
     ),
-    _gauge(
+    gauge(
         "confluent_flink_agent_created_timestamp_seconds",
         "When the agent was created (Unix seconds).",
-        lambda agent: _one(agent.created_at),
+        lambda agent: one(agent.created_at),
     ),
-    _gauge(
+    gauge(
         "confluent_flink_agent_updated_timestamp_seconds",
         "When the agent was last updated (Unix seconds).",
-        lambda agent: _one(agent.updated_at),
+        lambda agent: one(agent.updated_at),
     ),
-    Family(
+    counter(
         "confluent_flink_agent_phase_changes_total",
         "Changes of the agent's phase seen between two polls since the exporter first saw the agent.",
-        (),
         lambda agent: (((), agent.phase_changes),),
-        "counter",
     ),
 )
 

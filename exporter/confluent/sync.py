@@ -27,7 +27,8 @@ from exporter.confluent.client import (
     http_client_for,
 )
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
-from exporter.exposition.store import FamilyGroup, Rendered, Store
+from exporter.exposition.families import FamilyGroup, Rendered
+from exporter.exposition.store import Store
 from exporter.health import Health, TargetStatus, Telemetry, stale_after
 from exporter.sharding import Shard
 from exporter.supervisor import supervise

@@ -1,5 +1,7 @@
 """CRC-32 of a concatenation from the CRC-32s of its parts, so a gzip trailer costs no pass over the bytes.
 
+`ChecksumTree` keeps a family's CRC-32 per cell and combines them up a binary tree.
+
 zlib has `crc32_combine`, but Python's zlib module does not expose it; it is called from the zlib library
 the interpreter already loads, and computed in Python (the same algorithm, about a hundred times slower)
 where that library cannot be found.
@@ -75,3 +77,47 @@ crc32_combine: Callable[[int, int, int], int] = _native or crc32_combine_python
 
 NATIVE = _native is not None
 """Whether `crc32_combine` is zlib's own."""
+
+
+def combine(crc1: int, length1: int, crc2: int, length2: int) -> int:
+    """CRC-32 of A+B from both CRCs and lengths (an empty side needs no combining)."""
+    if not length2:
+        return crc1
+    if not length1:
+        return crc2
+    return crc32_combine(crc1, crc2, length2)
+
+
+class ChecksumTree:
+    """CRC-32 and length of a family's text, kept per cell and combined pairwise up a binary tree, so a
+    changed cell costs log2(cells) combinations instead of a pass over the family's bytes."""
+
+    __slots__ = ("cells", "crc", "length", "pending")
+
+    def __init__(self, cells: int) -> None:
+        self.cells = cells
+        self.crc = [0] * (2 * cells)
+        self.length = [0] * (2 * cells)
+        self.pending: set[int] = set()
+
+    def set(self, cell: int, crc: int, length: int) -> None:
+        """A cell's new CRC-32 and length; its ancestors are recombined by the next `root`."""
+        node = self.cells + cell
+        self.crc[node] = crc
+        self.length[node] = length
+        self.pending.add(node >> 1)
+
+    def root(self) -> tuple[int, int]:
+        """The family's CRC-32 and length (parents of changed cells are recombined, one level at a time)."""
+        crc, length, pending = self.crc, self.length, self.pending
+        while pending:
+            parents: set[int] = set()
+            for node in pending:
+                left, right = 2 * node, 2 * node + 1
+                crc[node] = combine(crc[left], length[left], crc[right], length[right])
+                length[node] = length[left] + length[right]
+                parents.add(node >> 1)
+            parents.discard(0)
+            pending = parents
+        self.pending = pending
+        return crc[1], length[1]

@@ -7,27 +7,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from exporter.exposition.store import Family, FamilyGroup, Sample
+from exporter.exposition.families import FamilyGroup, Reader, Sample, counter, gauge, one
 from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
 
 COMMON_LABELS = ("environment", "tier", "target")
 
 ROUNDTRIP_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
-Reader = Callable[[Environment], Iterable[Sample]]
 
-
-def _one(value: float | None) -> Iterable[Sample]:
-    return () if value is None else (((), value),)
-
-
-def _section_value(section: str, key: str) -> Reader:
+def _section_value(section: str, key: str) -> Reader[Environment]:
     index = SECTION_FIELDS[section].index(key)
 
     def read(environment: Environment) -> Iterable[Sample]:
         agent = environment.agent
         block = agent.sections.get(section) if agent else None
-        return _one(block.values[index] if block else None)
+        return one(block.values[index] if block else None)
 
     return read
 
@@ -49,11 +43,11 @@ def _capabilities(environment: Environment) -> Iterable[Sample]:
             yield (capability,), 1 if enabled else 0
 
 
-def _roundtrip(factor: float) -> Reader:
+def _roundtrip(factor: float) -> Reader[Environment]:
     def read(environment: Environment) -> Iterable[Sample]:
         agent = environment.agent
         duration = agent.roundtrip_duration if agent else None
-        return _one(None if duration is None else duration * factor)
+        return one(None if duration is None else duration * factor)
 
     return read
 
@@ -79,15 +73,11 @@ def metadata_label_name(key: str) -> str:
     return "metadata_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
-def _metadata(keys: Sequence[str]) -> Reader:
+def _metadata(keys: Sequence[str]) -> Reader[Environment]:
     def read(environment: Environment) -> Iterable[Sample]:
         yield tuple(environment.metadata.get(key, "") for key in keys), 1
 
     return read
-
-
-def _gauge(name: str, help_: str, read: Reader, labels: tuple[str, ...] = ()) -> Family[Environment]:
-    return Family(name, help_, labels, read)
 
 
 def build_group(
@@ -98,136 +88,132 @@ def build_group(
     """The families for one configuration (the round-trip unit and the metadata allowlist change them);
     only those `keep` accepts, so a denied family is never rendered."""
     families = [
-        _gauge(
+        gauge(
             "lenses_environment_info",
             "Environment identity; value 1.",
             _info,
             ("display_name", "id", "lrn"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_created_timestamp_seconds",
             "When the environment was created (Unix seconds).",
-            lambda e: _one(e.created_at),
+            lambda e: one(e.created_at),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_connected",
             "1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; "
             "absent when HQ reports no boolean (unknown is not disconnected).",
             lambda e: () if e.agent_connected is None else (((), 1 if e.agent_connected else 0),),
         ),
-        Family(
+        counter(
             "lenses_environment_agent_disconnects_total",
             "Changes from connected to disconnected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
-            (),
             lambda e: (((), e.transitions.disconnects),),
-            "counter",
         ),
-        Family(
+        counter(
             "lenses_environment_agent_connects_total",
             "Changes from disconnected to connected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
-            (),
             lambda e: (((), e.transitions.connects),),
-            "counter",
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_last_change_timestamp_seconds",
             "When the exporter saw the agent's last connectivity change (Unix seconds); absent until one.",
-            lambda e: _one(e.transitions.changed_at),
+            lambda e: one(e.transitions.changed_at),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_info",
             "The agent's hostname, version and protocol version; value 1.",
             _agent_info,
             ("hostname", "version", "protocol_version"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_capability",
             "1 when the agent reports the capability enabled, 0 when disabled.",
             _capabilities,
             ("capability",),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_roundtrip_seconds",
             "Round-trip time between HQ and the agent.",
             _roundtrip(ROUNDTRIP_UNITS[roundtrip_duration_unit]),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_agent_updated_timestamp_seconds",
             "When the agent last reported (Unix seconds).",
-            lambda e: _one(e.agent.updated_at if e.agent else None),
+            lambda e: one(e.agent.updated_at if e.agent else None),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_kafka_info",
             "The Kafka version the agent reports; value 1.",
             _kafka_info,
             ("version",),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_kafka_brokers",
             "Kafka brokers.",
             _section_value("kafka", "num_brokers"),
         ),
-        _gauge("lenses_environment_topics", "Topics.", _section_value("data", "num_topics")),
-        _gauge("lenses_environment_partitions", "Partitions.", _section_value("data", "num_partitions")),
-        _gauge("lenses_environment_schemas", "Schemas.", _section_value("data", "num_schemas")),
-        _gauge("lenses_environment_policies", "Data policies.", _section_value("data", "num_policies")),
-        _gauge(
+        gauge("lenses_environment_topics", "Topics.", _section_value("data", "num_topics")),
+        gauge("lenses_environment_partitions", "Partitions.", _section_value("data", "num_partitions")),
+        gauge("lenses_environment_schemas", "Schemas.", _section_value("data", "num_schemas")),
+        gauge("lenses_environment_policies", "Data policies.", _section_value("data", "num_policies")),
+        gauge(
             "lenses_environment_topic_data_bytes",
             "Bytes of data held in all topics.",
             _section_value("data", "topic_data_total_bytes"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_data_in_bytes_per_second",
             "Bytes per second produced into the cluster.",
             _section_value("data", "data_in_bytes_per_sec"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_data_out_bytes_per_second",
             "Bytes per second consumed from the cluster.",
             _section_value("data", "data_out_bytes_per_sec"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_data_in_messages_per_second",
             "Messages per second produced into the cluster.",
             _section_value("data", "data_in_messages_per_sec"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_consumers", "Consumer applications.", _section_value("apps", "num_consumers")
         ),
-        _gauge(
+        gauge(
             "lenses_environment_other_apps",
             "Applications other than consumers.",
             _section_value("apps", "num_other_apps"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_connect_clusters",
             "Kafka Connect clusters.",
             _section_value("connect", "num_clusters"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_connectors",
             "Kafka Connect connectors.",
             _section_value("connect", "num_connectors"),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_issues", "Issues the agent reports.", _section_value("other", "num_issues")
         ),
-        _gauge(
+        gauge(
             "lenses_environment_metrics_updated_timestamp_seconds",
             "When each metrics section was last updated (Unix seconds).",
             _sections_updated,
             ("section",),
         ),
-        _gauge(
+        gauge(
             "lenses_environment_kafka_connections",
             "Kafka connections defined for the environment (when that poll is switched on).",
-            lambda e: _one(None if e.kafka_connections is None else float(e.kafka_connections)),
+            lambda e: one(None if e.kafka_connections is None else float(e.kafka_connections)),
         ),
     ]
     families.append(
-        _gauge(
+        gauge(
             "lenses_environment_kafka_connection_info",
             "Each Kafka connection defined for the environment: its auth type and whether it overrides the "
             "agent's brokers (when that poll is switched on); value 1.",
@@ -237,7 +223,7 @@ def build_group(
     )
     if metadata_labels:
         families.append(
-            _gauge(
+            gauge(
                 "lenses_environment_metadata_info",
                 "Allow-listed environment metadata as labels; value 1.",
                 _metadata(tuple(metadata_labels)),

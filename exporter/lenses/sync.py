@@ -16,7 +16,8 @@ from httpx_sse import ServerSentEvent
 
 from exporter import decode, memory
 from exporter.config import LensesSettings
-from exporter.exposition.store import FamilyGroup, Rendered, Store
+from exporter.exposition.families import FamilyGroup, Rendered
+from exporter.exposition.store import Store
 from exporter.health import Health, Telemetry, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values

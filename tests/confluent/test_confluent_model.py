@@ -10,6 +10,7 @@ from exporter.config import ConfluentTarget
 from exporter.confluent import metrics
 from exporter.confluent.model import InvalidAgent, decode_agent, kafka_cluster_of
 from exporter.exposition.store import Store
+from tests.exposition.store_helpers import render
 from tests.support import parse_samples, promtool_check_metrics
 
 ORGANIZATION = "7f5c1a2e-0000-4000-8000-000000000001"
@@ -58,7 +59,7 @@ def exposition(*raws: Any) -> str:
         agent = decode_agent(raw)
         rendered[agent.key] = metrics.GROUP.render(agent, metrics.common_values(TARGET, agent))
     store.replace(metrics.GROUP, TARGET.name, rendered)
-    return store.render().decode()
+    return render(store).decode()
 
 
 COMMON = (

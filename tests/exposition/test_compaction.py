@@ -8,6 +8,7 @@ import random
 
 from exporter.exposition.compaction import MAX_PAUSE
 from exporter.simulator.server import Simulator
+from tests.exposition.store_helpers import count
 from tests.lenses.lenses_fixtures import lenses_settings, running_exporter, simulator_options
 from tests.support import eventually
 
@@ -25,7 +26,7 @@ async def test_a_client_that_stops_reading_does_not_stop_compaction() -> None:
             store = exporter.exporter.store
 
             async def listed() -> bool:
-                return store.count(exporter.exporter.sources[0].group, "hq") == ENVIRONMENTS  # type: ignore[attr-defined]
+                return count(store, exporter.exporter.sources[0].group, "hq") == ENVIRONMENTS  # type: ignore[attr-defined]
 
             await eventually(listed, timeout=60, what="every environment listed")
             await eventually(lambda: asyncio.sleep(0, store.pending() == 0), timeout=60, what="compacted")

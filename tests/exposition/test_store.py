@@ -13,14 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.exposition import store as store_module
-from exporter.exposition.store import (
-    Family,
-    FamilyGroup,
-    Sample,
-    Store,
-    escape_label_value,
-    format_value,
-)
+from exporter.exposition.families import Family, FamilyGroup, Sample, escape_label_value, format_value
+from exporter.exposition.store import Store
+from tests.exposition.store_helpers import compact, count, keys, render, render_gzip
 from tests.support import parse_samples
 
 
@@ -49,15 +44,15 @@ GROUP: FamilyGroup[Thing] = FamilyGroup(
 )
 
 
-def put(store: Store, partition: str, thing: Thing) -> None:
-    store.put(GROUP, partition, thing.name, GROUP.render(thing, (thing.name, thing.tier)))
+def put(store: Store, target: str, thing: Thing) -> None:
+    store.put(GROUP, target, thing.name, GROUP.render(thing, (thing.name, thing.tier)))
 
 
-def test_families_stay_contiguous_across_partitions_and_objects() -> None:
+def test_families_stay_contiguous_across_targets_and_objects() -> None:
     store = Store([GROUP])
     put(store, "a", Thing("one", "prod", 1, ("x",)))
     put(store, "b", Thing("two", "dev", 2, ("y", "z")))
-    lines = store.render().decode().splitlines()
+    lines = render(store).decode().splitlines()
     families = [line.split("{")[0] for line in lines if not line.startswith("#")]
     assert families == sorted(families, key=["thing_size", "thing_tag_info"].index)
     assert lines.count("# TYPE thing_size gauge") == 1
@@ -67,23 +62,23 @@ def test_update_replaces_and_delete_removes_every_series() -> None:
     store = Store([GROUP])
     put(store, "a", Thing("one", "prod", 1, ("x",)))
     put(store, "a", Thing("one", "dev", 5, ()))
-    samples = parse_samples(store.render().decode())
+    samples = parse_samples(render(store).decode())
     assert [(s.name, s.labels, s.value) for s in samples] == [
         ("thing_size", {"thing": "one", "tier": "dev"}, 5)
     ]
     store.delete(GROUP, "a", "one")
-    assert store.render() == b""
+    assert render(store) == b""
 
 
-def test_replace_drops_objects_missing_from_the_listing_only_in_that_partition() -> None:
+def test_replace_drops_objects_missing_from_the_listing_only_in_that_target() -> None:
     store = Store([GROUP])
     for name in ("one", "two", "three"):
         put(store, "a", Thing(name, "prod", 1))
     put(store, "b", Thing("other", "prod", 1))
     store.replace(GROUP, "a", {"two": GROUP.render(Thing("two", "prod", 2), ("two", "prod"))})
-    things = {s.labels["thing"] for s in parse_samples(store.render().decode())}
+    things = {s.labels["thing"] for s in parse_samples(render(store).decode())}
     assert things == {"two", "other"}
-    assert store.keys(GROUP, "a") == {"two"} and store.count(GROUP, "b") == 1
+    assert keys(store, GROUP, "a") == {"two"} and count(store, GROUP, "b") == 1
 
 
 def test_gzip_is_one_member_equal_to_the_text_even_after_changes() -> None:
@@ -92,12 +87,12 @@ def test_gzip_is_one_member_equal_to_the_text_even_after_changes() -> None:
         put(store, "a", Thing(f"thing-{index}", "prod", index, ("x", "y")))
     suffix = b"# HELP own Own.\n# TYPE own gauge\nown 1\n"
     for round_ in range(3):
-        body = store.render_gzip(suffix)
+        body = render_gzip(store, suffix)
         # What httpx and other single-member gzip readers do.
         single = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        assert single.decompress(body) + single.flush() == store.render(suffix)
+        assert single.decompress(body) + single.flush() == render(store, suffix)
         assert single.unused_data == b""
-        assert gzip.decompress(body) == store.render(suffix)
+        assert gzip.decompress(body) == render(store, suffix)
         put(store, "a", Thing(f"thing-{round_}", "dev", -1, ()))
         store.delete(GROUP, "a", f"thing-{round_ + 100}")
 
@@ -165,10 +160,10 @@ def check_operations(operations: list[tuple[str, int, int | None, int | None]]) 
         expected = Store([GROUP])
         for thing in held.values():
             put(expected, "a", thing)
-        text = store.render(suffix)
-        assert sorted(text.splitlines()) == sorted(expected.render(suffix).splitlines())
-        assert gzip.decompress(store.render_gzip(suffix)) == text
-    store.compact()
+        text = render(store, suffix)
+        assert sorted(text.splitlines()) == sorted(render(expected, suffix).splitlines())
+        assert gzip.decompress(render_gzip(store, suffix)) == text
+    compact(store)
     assert store.pending() == 0
     assert not store.join_changed() and not store.deflate(10)
 
@@ -180,7 +175,7 @@ def test_only_real_changes_ask_for_compaction() -> None:
     thing = Thing("one", "prod", 1, ("x",))
     put(store, "a", thing)
     assert changes and store.pending() == 2
-    store.compact()
+    compact(store)
     changes.clear()
     put(store, "a", thing)
     store.delete(GROUP, "a", "never-there")
@@ -194,7 +189,7 @@ def test_label_values_are_escaped_and_values_formatted() -> None:
     hostile = 'a"b\\c\nd😀'
     store = Store([GROUP])
     put(store, "a", Thing(hostile, "prod", 1e20, (hostile,)))
-    samples = parse_samples(store.render().decode())
+    samples = parse_samples(render(store).decode())
     assert {s.labels["thing"] for s in samples} == {hostile}
     assert escape_label_value('"\\\n') == '\\"\\\\\\n'
     assert [format_value(v) for v in (1.0, 0.25, float("inf"), float("nan"), 1e20)] == [
@@ -209,9 +204,9 @@ def test_label_values_are_escaped_and_values_formatted() -> None:
 def test_a_piece_larger_than_one_stored_block_is_served_before_and_after_deflating() -> None:
     store = Store([GROUP])
     put(store, "a", Thing("big", "prod", 1, tuple(f"tag-{index:06d}" for index in range(8000))))
-    text = store.render()
+    text = render(store)
     assert len(text) > 4 * 0xFFFF
-    assert gzip.decompress(store.render_gzip()) == text  # not yet deflated: stored blocks
-    store.compact()
-    body = store.render_gzip()
+    assert gzip.decompress(render_gzip(store)) == text  # not yet deflated: stored blocks
+    compact(store)
+    body = render_gzip(store)
     assert gzip.decompress(body) == text and len(body) < len(text) // 4
