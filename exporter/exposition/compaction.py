@@ -1,12 +1,17 @@
-"""Keeping the store's pieces up to date between scrapes, so that a scrape finds only the last few
-milliseconds of changes to join and serves everything else as it is.
+"""Bringing the store's pieces up to date between scrapes, with work that follows what changed since the last
+pass rather than each update.
 
-Two loops on the event loop, a short slice at a time: joining changed pieces' text soon after each change,
-and deflating them (with their checksums), most of the work, which waits while a scrape is being written so
-the two do not compete, but never longer than MAX_PAUSE at a stretch: a scraper that stops reading keeps
-its scrape "being written" for as long as it likes, and must not leave everyone else's gzip uncompressed.
-(A worker thread for deflating was measured: it holds its own malloc arena, and the fragmentation cost
-more memory than the event loop time it saved.)
+An update only marks the pieces it changes; a scrape joins what is marked before it writes. Deflating (with
+the checksums) is the expensive part, so it runs in passes, each over every piece changed since the last
+one: when a gzip scraper comes regularly, one pass shortly before its next scrape is expected (a Prometheus
+scraping every 15 s sees thousands of updates coalesced into one pass), else a pass once changes have
+gathered for IDLE_DELAY. Pieces changed after a pass go as stored blocks until the next one.
+
+A pass runs on the event loop a short slice at a time and waits while a scrape is being written, so the two
+do not compete, but never longer than MAX_PAUSE at a stretch: a scraper that stops reading keeps its scrape
+"being written" for as long as it likes, and must not leave everyone else's gzip uncompressed. (A worker
+thread for deflating was measured: it holds its own malloc arena, and the fragmentation cost more memory
+than the event loop time it saved.)
 """
 
 from __future__ import annotations
@@ -14,19 +19,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 from exporter.exposition.store import Store
 
-DELAY = 0.001
-"""After a change, how long to let more changes gather before joining them."""
+IDLE_DELAY = 5.0
+"""With no regular gzip scraper, how long changes gather before a pass deflates them."""
+MIN_LEAD = 0.25
+"""How long before a gzip scrape is expected a pass starts, at least; the last pass's duration twice over
+is added, so the pass ends before the scrape."""
+MAX_INTERVAL = 600.0
+"""Gzip scrapes further apart than this do not count as a regular scraper."""
+WAKE_EVERY = 1.0
+"""Longest sleep before the schedule is looked at again (a scrape may have changed it)."""
 JOIN_SLICE = 16
 """Changed pieces joined between two turns of the event loop (well under a millisecond)."""
 DEFLATE_SLICE = 32 * 1024
 """Bytes of text deflated between two turns of the event loop (about a sixth of a millisecond), so a scrape
 that arrives meanwhile waits little: pieces range from a few to tens of kilobytes."""
 MAX_PAUSE = 0.5
-"""Longest stretch deflating waits for scrapes being written; then it goes on, a slice at a time, until
+"""Longest stretch a pass waits for scrapes being written; then it goes on, a slice at a time, until
 no scrape is being written for a moment."""
+
+
+def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass_seconds: float) -> float:
+    """When the next pass should start, for changes waiting since `changed_at`: ahead of the next gzip
+    scrape when the last two show a regular scraper (still expected: less than two intervals late), else
+    IDLE_DELAY after the changes began."""
+    if len(gzip_scrapes) >= 2:
+        previous, last = gzip_scrapes[-2], gzip_scrapes[-1]
+        interval = last - previous
+        if 0 < interval <= MAX_INTERVAL and now < last + 2 * interval:
+            return last + interval - MIN_LEAD - 2 * pass_seconds
+    return changed_at + IDLE_DELAY
 
 
 class Compactor:
@@ -35,56 +60,56 @@ class Compactor:
     def __init__(self, store: Store) -> None:
         self.store = store
         self._changed = asyncio.Event()
-        self._joined = asyncio.Event()
-        self._paused_since: float | None = None  # when scrapes being written began to pause deflating
+        self._paused_since: float | None = None  # when scrapes being written began to pause a pass
+        self.pass_seconds = 0.0
+        """How long the last pass took, from its start to its end (slices and pauses included)."""
         store.on_change = self._changed.set
 
     async def run(self) -> None:
-        """Join and deflate changed pieces until cancelled; if either loop fails, the other is cancelled too,
-        so that a restart (see `exporter.supervisor`) does not leave a second copy running."""
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._join_forever())
-            group.create_task(self._deflate_forever())
-
-    async def _join_forever(self) -> None:
+        """Bring changed pieces up to date, a pass at a time, until cancelled."""
         store = self.store
         while True:
-            await self._changed.wait()
-            await asyncio.sleep(DELAY)
-            self._changed.clear()
-            while store.join_changed(JOIN_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
-                await asyncio.sleep(0)
-            self._joined.set()
-
-    async def _deflate_forever(self) -> None:
-        store = self.store
-        while True:
-            await self._joined.wait()
-            self._joined.clear()
-            # A scrape being written pauses this; its end counts as a change, which wakes both loops again.
-            while await self._may_run() and store.deflate(DEFLATE_SLICE):  # noqa: ASYNC110 - as above
-                await asyncio.sleep(0)
-            # Checksums combined and deflated pieces joined per family now, not by the next gzip scrape.
-            for _ in store.prepare_gzip():
-                if not await self._may_run():
+            if not store.pending():
+                self._changed.clear()
+                await self._changed.wait()
+            changed_at = time.monotonic()
+            while True:
+                now = time.monotonic()
+                wait = next_pass(now, changed_at, store.gzip_scrapes, self.pass_seconds) - now
+                if wait <= 0:
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(min(wait, WAKE_EVERY))
+            started = time.monotonic()
+            await self._pass()
+            self.pass_seconds = time.monotonic() - started
 
-    async def _may_run(self) -> bool:
-        """Whether deflating may go on now: no scrape is being written, or they have paused it for
-        MAX_PAUSE already (then it waits out the rest of that first, woken early by a scrape's end)."""
-        if not self.store.scrapes:
-            self._paused_since = None
-            return True
-        now = time.monotonic()
-        if self._paused_since is None:
-            self._paused_since = now
-        remaining = self._paused_since + MAX_PAUSE - now
-        if remaining <= 0:
-            return True
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
-        # event is set, and a loop that cannot be cancelled hangs the shutdown.
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(remaining):
-                await self._joined.wait()
-        return not self.store.scrapes or time.monotonic() >= self._paused_since + MAX_PAUSE
+    async def _pass(self) -> None:
+        """Join, deflate and checksum every piece waiting, then prepare what a gzip scrape combines."""
+        store = self.store
+        while store.join_changed(JOIN_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
+            await asyncio.sleep(0)
+        while store.deflate(DEFLATE_SLICE):
+            await self._scrapes_written()
+        # Checksums combined and segments joined per family now, not by the next gzip scrape.
+        for _ in store.prepare_gzip():
+            await self._scrapes_written()
+
+    async def _scrapes_written(self) -> None:
+        """A turn of the event loop, and then, while a scrape is being written, a wait until none is or
+        until they have paused the pass for MAX_PAUSE (woken early by a scrape's end, which counts as a
+        change)."""
+        await asyncio.sleep(0)
+        while self.store.scrapes:
+            now = time.monotonic()
+            if self._paused_since is None:
+                self._paused_since = now
+            remaining = self._paused_since + MAX_PAUSE - now
+            if remaining <= 0:
+                return
+            self._changed.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as
+            # the event is set, and a loop that cannot be cancelled hangs the shutdown.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+        self._paused_since = None

@@ -21,6 +21,28 @@ _DEFLATE_END = b"\x03\x00"  # a final, empty fixed-Huffman block
 _STORED_MAX = 0xFFFF  # bytes in one stored block
 
 
+class Deflater:
+    """Raw deflate segments from one long-lived compressor: a full flush ends each segment on a byte
+    boundary, not final, with no reference to earlier data, so segments compressed apart concatenate into
+    one valid deflate stream in any order, without the cost of a new compressor per segment."""
+
+    __slots__ = ("_compressor",)
+
+    def __init__(self) -> None:
+        self._compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+
+    def segment(self, data: bytes) -> bytes:
+        """`data` deflated as one independent segment (empty for empty data)."""
+        if not data:
+            return b""
+        try:
+            return self._compressor.compress(data) + self._compressor.flush(zlib.Z_FULL_FLUSH)
+        except BaseException:
+            # Input half taken in would leak into the next segment: start from a fresh compressor.
+            self._compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
+            raise
+
+
 def deflate_segment(data: bytes) -> bytes:
     """Raw deflate of `data`, ended by a sync flush: byte-aligned and not final, so independently
     compressed segments concatenate into one valid deflate stream (empty for empty data)."""

@@ -9,26 +9,30 @@ Objects are spread over cells by a hash of their key. A piece is one family's te
 each piece keeps its joined text, its CRC-32 and its deflated segment. A piece moves through these states:
 
     up to date ──(an object of its cell changes that family)──► waiting_for_join
-    waiting_for_join ──(join_changed, or any scrape)──► waiting_for_deflate + waiting_for_checksum
+    waiting_for_join ──(join_changed, or a gzip scrape)──► waiting_for_deflate + waiting_for_checksum
     waiting_for_checksum ──(a gzip scrape: CRC-32, stored blocks as its segment)──► waiting_for_deflate only
     waiting_for_deflate ──(deflate: CRC-32 and deflated segment)──► up to date
 
-A change in any state sends the piece back to waiting_for_join. The background work
-(`exporter.exposition.compaction`) joins and deflates between scrapes; a scrape joins whatever still waits
-for it before it writes, so it always serves the state as of its start. Gzip is the pieces' segments,
-joined per family, as one member whose CRC-32 is combined from the pieces' checksums.
+A change in any state sends the piece back to waiting_for_join; an update does nothing else, however many
+come between two scrapes. A text scrape writes a piece waiting for its join as its objects' texts; a gzip
+scrape joins it and sends it as stored blocks. The compactor (`exporter.exposition.compaction`) joins and
+deflates in passes over everything changed since the last one, timed ahead of the next gzip scrape. Gzip is
+the pieces' segments, joined per family, as one member whose CRC-32 is combined from the pieces'
+checksums.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from exporter.exposition.checksum import ChecksumTree
-from exporter.exposition.deflate import GzipMember, deflate_segment, stored_segment
+from exporter.exposition.deflate import Deflater, GzipMember, deflate_segment, stored_segment
 from exporter.exposition.families import FamilyGroup, Rendered
 
 T = TypeVar("T")
@@ -143,7 +147,7 @@ class _GroupPieces:
             self.bodies[position] = None
         self.waiting_for_checksum.clear()
 
-    def deflate(self, limit: int) -> int:
+    def deflate(self, deflater: Deflater, limit: int) -> int:
         """Deflate pieces waiting for it, with their checksums, until about `limit` bytes of text are done
         (a piece is never split); how many bytes were."""
         done = 0
@@ -152,7 +156,7 @@ class _GroupPieces:
             self.waiting_for_checksum.discard(piece)
             position, index = piece
             text = self.texts[position][index]
-            self.segments[position][index] = deflate_segment(text)
+            self.segments[position][index] = deflater.segment(text)
             self.checksums[position].set(index, zlib.crc32(text), len(text))
             self.bodies[position] = None
             done += len(text) or 1
@@ -172,8 +176,8 @@ class Store:
     A target is one configured upstream: a full re-list replaces its whole key set, an update replaces
     one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces waiting
     (`on_change` says so): `join_changed`, `deflate` and `prepare_gzip` bring them up to date a slice at a
-    time between scrapes, and a scrape joins whatever is left, so it always serves the state as of its
-    start.
+    time between scrapes, and a scrape takes whatever still waits as it is, so it always serves the state as
+    of its start.
     """
 
     def __init__(self, groups: Sequence[FamilyGroup[Any]]) -> None:
@@ -183,6 +187,10 @@ class Store:
         """Called when there is upkeep to do (set by whoever does it, `compaction.Compactor`)."""
         self.scrapes = 0
         """Scrapes being written now (`serving`)."""
+        self.gzip_scrapes: deque[float] = deque(maxlen=2)
+        """When the last two gzip scrapes began (monotonic seconds): the compactor deflates ahead of the
+        next one."""
+        self._deflater = Deflater()
 
     def _pieces(self, group: FamilyGroup[T]) -> _GroupPieces:
         return self._by_group[id(group)]
@@ -237,7 +245,7 @@ class Store:
         (a piece is never split); whether any piece still waits."""
         budget = limit
         for pieces in self._groups:
-            budget -= pieces.deflate(budget)
+            budget -= pieces.deflate(self._deflater, budget)
             if budget <= 0:
                 break
         return any(pieces.waiting_for_deflate for pieces in self._groups)
@@ -268,11 +276,23 @@ class Store:
         """The exposition as pieces to write in order: every family's header (as the format names it) and
         samples (a family with no samples is left out), then `suffix`. Pieces are immutable, so later changes
         cannot tear a scrape."""
-        self.join_changed()
         out: list[bytes] = []
         for pieces in self._groups:
-            for header, texts in zip(pieces.headers[openmetrics], pieces.texts, strict=True):
-                samples = list(filter(None, texts))
+            waiting = pieces.waiting_for_join
+            for position, (header, texts) in enumerate(
+                zip(pieces.headers[openmetrics], pieces.texts, strict=True)
+            ):
+                if waiting:
+                    # A piece waiting for its join goes as its objects' texts: the writer copies them into
+                    # its slices anyway, so joining it here would copy them twice.
+                    samples: list[bytes] = []
+                    for index, text in enumerate(texts):
+                        if (position, index) in waiting:
+                            samples.extend(filter(None, pieces.rendered[index][position]))
+                        elif text:
+                            samples.append(text)
+                else:
+                    samples = list(filter(None, texts))
                 if samples:
                     out.append(header)
                     out.extend(samples)
@@ -283,6 +303,7 @@ class Store:
     def gzip_parts(self, suffix: bytes = b"", openmetrics: bool = False) -> list[bytes]:
         """`parts(suffix)` as the pieces of one gzip member, from the pieces' segments; the trailer's
         CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
+        self.gzip_scrapes.append(time.monotonic())
         self.join_changed()
         for pieces in self._groups:
             pieces.checksum()

@@ -1,0 +1,102 @@
+"""Work that follows what changed since the last pass: updates only mark pieces, a scrape joins them, a pass
+ahead of the next gzip scrape deflates them. Every scrape stays exactly a plain render of what is held."""
+
+from __future__ import annotations
+
+import gzip
+import random
+import zlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.exposition.compaction import IDLE_DELAY, MAX_INTERVAL, MIN_LEAD, next_pass
+from exporter.exposition.deflate import Deflater
+from exporter.exposition.store import Store
+from tests.exposition.store_helpers import compact, render, render_gzip
+from tests.exposition.test_store import GROUP, Thing, put
+
+UPDATES = st.lists(
+    st.tuples(st.integers(0, 300), st.one_of(st.none(), st.integers(-3, 3)), st.integers(0, 3)),
+    min_size=1,
+    max_size=400,
+)
+
+
+def plain(held: dict[str, Thing], suffix: bytes, openmetrics: bool) -> bytes:
+    """A store built from scratch out of `held`, rendered at once."""
+    expected = Store([GROUP])
+    for thing in held.values():
+        put(expected, "a", thing)
+    return render(expected, suffix, openmetrics)
+
+
+@settings(max_examples=60, deadline=None)
+@given(UPDATES, st.booleans(), st.booleans())
+def test_a_scrape_after_many_coalesced_updates_equals_a_plain_render(
+    updates: list[tuple[int, int | None, int]], compacted_first: bool, openmetrics: bool
+) -> None:
+    """Many updates with no pass between them (as between two scrapes): the next scrape, text and gzip, in
+    either format, is the plain render of the objects held, whether the store had been compacted before."""
+    store = Store([GROUP])
+    held: dict[str, Thing] = {}
+    for number in range(200):
+        held[f"thing-{number}"] = Thing(f"thing-{number}", "prod", number, ("x",))
+        put(store, "a", held[f"thing-{number}"])
+    if compacted_first:
+        compact(store)
+    for number, size, tags in updates:
+        name = f"thing-{number}"
+        if size is None and tags == 0:
+            held.pop(name, None)
+            store.delete(GROUP, "a", name)
+        else:
+            held[name] = Thing(name, "dev" if tags % 2 else "prod", size, ("y",) * tags)
+            put(store, "a", held[name])
+    suffix = b"# EOF\n" if openmetrics else b"own 1\n"
+    text = render(store, suffix, openmetrics)
+    assert sorted(text.splitlines()) == sorted(plain(held, suffix, openmetrics).splitlines())
+    assert gzip.decompress(render_gzip(store, suffix, openmetrics)) == text
+    compact(store)
+    assert store.pending() == 0
+    assert render(store, suffix, openmetrics) == text
+    body = render_gzip(store, suffix, openmetrics)
+    single = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    assert single.decompress(body) + single.flush() == text and single.unused_data == b""
+
+
+def test_updates_only_mark_pieces_and_the_next_scrape_joins_them() -> None:
+    store = Store([GROUP])
+    put(store, "a", Thing("one", "prod", 1, ("x",)))
+    compact(store)
+    deflated = render_gzip(store)
+    for value in range(2, 50):
+        put(store, "a", Thing("one", "prod", value, ("x",)))
+    assert store.pending() == 1  # fifty updates, one piece waiting
+    assert b"thing_size{" in render(store) and b"} 49\n" in render(store)
+    assert gzip.decompress(render_gzip(store)) == render(store)
+    assert gzip.decompress(deflated) != render(store)
+
+
+@given(st.lists(st.binary(max_size=3000), max_size=20), st.randoms())
+def test_deflated_segments_concatenate_in_any_order(pieces: list[bytes], rng: random.Random) -> None:
+    deflater = Deflater()
+    segments = [(piece, deflater.segment(piece)) for piece in pieces]
+    rng.shuffle(segments)
+    stream = b"".join(segment for _, segment in segments) + b"\x03\x00"
+    assert zlib.decompressobj(-15).decompress(stream) == b"".join(piece for piece, _ in segments)
+
+
+def test_a_pass_is_due_ahead_of_a_regular_gzip_scrape() -> None:
+    # A scraper every 15 s, last seen at 100: the next pass starts before 115, earlier by the lead and
+    # twice the last pass's duration.
+    assert next_pass(101.0, 100.5, (85.0, 100.0), 0.5) == 115.0 - MIN_LEAD - 1.0
+    # A late scrape is still expected until two intervals have gone by: the pass is due at once.
+    assert next_pass(120.0, 116.0, (85.0, 100.0), 0.5) < 120.0
+
+
+def test_with_no_regular_gzip_scraper_changes_gather_for_the_idle_delay() -> None:
+    assert next_pass(10.0, 9.0, (), 0.0) == 9.0 + IDLE_DELAY
+    assert next_pass(10.0, 9.0, (5.0,), 0.0) == 9.0 + IDLE_DELAY
+    assert next_pass(200.0, 199.0, (85.0, 100.0), 0.0) == 199.0 + IDLE_DELAY  # the scraper went away
+    assert next_pass(10.0, 9.0, (0.0, MAX_INTERVAL + 1.0), 0.0) == 9.0 + IDLE_DELAY
