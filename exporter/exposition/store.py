@@ -5,28 +5,31 @@ The store keeps every object's rendered texts (one per family, `exporter.exposit
 family, so the series of a family stay contiguous as the text format requires, and an object that is gone
 has no series left behind.
 
-Objects are spread over cells by a hash of their key. A piece is one family's text of one cell's objects;
-each piece keeps its joined text, its CRC-32 and its deflated segment. A piece moves through these states:
+Objects are spread over cells by a hash of their key. A piece is one family's text of one cell's objects,
+kept joined (the only copy of those texts; each object's part is found by its offsets), with its deflate
+segment and CRC-32. A piece moves through these states:
 
     up to date ──(an object of its cell changes that family)──► waiting_for_join
-    waiting_for_join ──(join_changed, or a gzip scrape)──► waiting_for_deflate + waiting_for_checksum
+    waiting_for_join ──(a pass or any scrape joins it)──► waiting_for_deflate + waiting_for_checksum
     waiting_for_checksum ──(a gzip scrape: CRC-32, stored blocks as its segment)──► waiting_for_deflate only
-    waiting_for_deflate ──(deflate: CRC-32 and deflated segment)──► up to date
+    waiting_for_deflate ──(a pass: CRC-32, deflated segment)──► up to date
 
-A change in any state sends the piece back to waiting_for_join; an update does nothing else, however many
-come between two scrapes. A text scrape writes a piece waiting for its join as its objects' texts; a gzip
-scrape joins it and sends it as stored blocks. The compactor (`exporter.exposition.compaction`) joins and
-deflates in passes over everything changed since the last one, timed ahead of the next gzip scrape. Gzip is
-the pieces' segments, joined per family, as one member whose CRC-32 is combined from the pieces'
-checksums.
+A change in any state sends the piece back to waiting_for_join, holding the object's new text until the
+join; an update does nothing else, however many come between two scrapes. The compactor
+(`exporter.exposition.compaction`) joins and deflates in passes over everything changed since the last one,
+timed ahead of the next gzip scrape; a scrape joins what still waits before it writes, so it serves the
+state as of its start. Gzip is the pieces' segments, joined per family, as one member whose CRC-32 is
+combined from the pieces' checksums.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import sys
 import time
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
@@ -38,19 +41,47 @@ from exporter.exposition.families import FamilyGroup, Rendered
 T = TypeVar("T")
 
 CELLS = 128
-"""Objects of a group are spread over this many cells by a hash of their key. Each piece keeps its joined
-text, its deflated segment and their CRC-32 until an object of its cell changes its family, so the cost of
-bringing the exposition up to date follows what changed, whatever the size of the estate."""
+"""Objects of a group are spread over this many cells by a hash of their key. Each piece keeps its deflated
+segment and its CRC-32 until an object of its cell changes its family, so the cost of bringing the
+exposition up to date follows what changed, whatever the size of the estate."""
 
 Piece = tuple[int, int]
 """A family's position in its group and a cell."""
 
+_NO_OFFSETS = array("q", [0])
+
+
+class Body:
+    """A scrape's body as it stood when the scrape began: runs of bytes, written in order."""
+
+    __slots__ = ("length", "lengths", "runs")
+
+    def __init__(self, runs: list[Sequence[bytes]], lengths: list[int]) -> None:
+        self.runs = runs
+        self.lengths = lengths
+        self.length = sum(lengths)
+        """Bytes in the whole body."""
+
+    def batches(self, size: int) -> Iterator[bytes]:
+        """Consecutive runs joined into slices of about `size` bytes (one copy of each byte)."""
+        batch: list[Sequence[bytes]] = []
+        filled = 0
+        for run, length in zip(self.runs, self.lengths, strict=True):
+            batch.append(run)
+            filled += length
+            if filled >= size:
+                yield b"".join(itertools.chain.from_iterable(batch))
+                batch, filled = [], 0
+        if batch:
+            yield b"".join(itertools.chain.from_iterable(batch))
+
 
 class _GroupPieces:
-    """A group's objects by cell, and per piece its joined text, deflated segment and checksum.
+    """A group's objects by cell, and per piece its joined text, deflate segment and checksum.
 
-    A cell keeps its objects' texts as one list per family, indexed by the object's slot, so joining a
-    piece is one `bytes.join` of a list that is already there."""
+    A piece's text is the only copy of its objects' texts: each object's part of it is found by the
+    piece's offsets (one per slot of its cell, as of its last join), and texts that changed since wait in
+    the piece's `changes` (by slot) until the next join."""
 
     def __init__(self, group: FamilyGroup[Any]) -> None:
         self.group = group
@@ -60,13 +91,15 @@ class _GroupPieces:
         self.header_crcs = [[zlib.crc32(header) for header in headers] for headers in self.headers]
         families = len(group.families)
         self.slots: list[dict[tuple[str, str], int]] = [{} for _ in range(CELLS)]
-        """Per cell, each (target, key)'s slot in the cell's lists."""
+        """Per cell, each (target, key)'s slot."""
         self.objects: list[list[tuple[str, str]]] = [[] for _ in range(CELLS)]
         """Per cell, the (target, key) in each slot."""
-        self.rendered: list[list[list[bytes]]] = [[[] for _ in range(families)] for _ in range(CELLS)]
-        """Per cell and family, the objects' texts by slot."""
         self.texts = [[b""] * CELLS for _ in range(families)]
-        """Per family and cell, the piece's joined text."""
+        """Per family and cell, the piece's text as of its last join."""
+        self.offsets = [[_NO_OFFSETS] * CELLS for _ in range(families)]
+        """Per family and cell, where each slot's text begins in the piece's text, and where the last ends."""
+        self.changes: list[list[dict[int, bytes] | None]] = [[None] * CELLS for _ in range(families)]
+        """Per family and cell, the texts of slots changed since the last join."""
         self.segments = [[b""] * CELLS for _ in range(families)]
         """Per family and cell, the piece's deflate segment (deflated, or stored blocks)."""
         self.bodies: list[bytes | None] = [b""] * families
@@ -81,25 +114,40 @@ class _GroupPieces:
     def cell(self, target: str, key: str) -> int:
         return zlib.crc32(f"{target}\0{key}".encode("utf-8", "surrogatepass")) % CELLS
 
+    def _text(self, position: int, index: int, slot: int) -> bytes:
+        """One slot's text in one piece, as it is now."""
+        changes = self.changes[position][index]
+        if changes is not None and slot in changes:
+            return changes[slot]
+        offsets = self.offsets[position][index]
+        if slot + 1 < len(offsets):
+            return self.texts[position][index][offsets[slot] : offsets[slot + 1]]
+        return b""
+
+    def _set(self, position: int, index: int, slot: int, text: bytes) -> None:
+        changes = self.changes[position][index]
+        if changes is None:
+            changes = self.changes[position][index] = {}
+            self.waiting_for_join.add((position, index))
+        changes[slot] = text
+
     def put(self, target: str, key: str, rendered: Rendered) -> bool:
         index = self.cell(target, key)
-        slots, lists, waiting = self.slots[index], self.rendered[index], self.waiting_for_join
-        slot = slots.get((target, key))
+        slot = self.slots[index].get((target, key))
         changed = False
         if slot is None:
-            slots[(target, key)] = len(self.objects[index])
+            slot = self.slots[index][(target, key)] = len(self.objects[index])
             self.objects[index].append((target, key))
             self.targets.setdefault(target, set()).add(key)
-            for position, (texts, text) in enumerate(zip(lists, rendered, strict=True)):
-                texts.append(text)
-                if text:
-                    waiting.add((position, index))
+            for position, text in enumerate(rendered):
+                # A slot freed by a deletion may still have a text in the piece as last joined.
+                if text or self._text(position, index, slot):
+                    self._set(position, index, slot, text)
                     changed = True
             return changed
-        for position, (texts, text) in enumerate(zip(lists, rendered, strict=True)):
-            if texts[slot] != text:
-                texts[slot] = text
-                waiting.add((position, index))
+        for position, text in enumerate(rendered):
+            if self._text(position, index, slot) != text:
+                self._set(position, index, slot, text)
                 changed = True
         return changed
 
@@ -109,20 +157,21 @@ class _GroupPieces:
         self.targets.get(target, set()).discard(key)
         if slot is None:
             return False
-        # The last slot's object moves into the freed one, so the lists stay dense.
+        # The last slot's object moves into the freed one, so the slots stay dense.
         objects = self.objects[index]
         moved = objects.pop()
-        if slot < len(objects):
+        last = len(objects)
+        if slot < last:
             objects[slot] = moved
             self.slots[index][moved] = slot
-        for position, texts in enumerate(self.rendered[index]):
-            last = texts.pop()
-            if slot < len(texts):
-                gone, texts[slot] = texts[slot], last
-            else:
-                gone = last
-            if gone:
-                self.waiting_for_join.add((position, index))
+        for position in range(len(self.texts)):
+            gone = self._text(position, index, slot)
+            moved_text = self._text(position, index, last) if slot < last else b""
+            if gone or moved_text:  # the piece lost a text, or its texts changed places
+                self._set(position, index, slot, moved_text)
+            changes = self.changes[position][index]
+            if changes is not None:
+                changes.pop(last, None)
         return True
 
     def join_changed(self, limit: int) -> int:
@@ -132,7 +181,11 @@ class _GroupPieces:
         while waiting and done < limit:
             piece = waiting.pop()
             position, index = piece
-            self.texts[position][index] = b"".join(self.rendered[index][position])
+            count = len(self.objects[index])
+            texts = [self._text(position, index, slot) for slot in range(count)]
+            self.changes[position][index] = None
+            self.texts[position][index] = b"".join(texts)
+            self.offsets[position][index] = array("q", itertools.accumulate(map(len, texts), initial=0))
             self.waiting_for_deflate.add(piece)
             self.waiting_for_checksum.add(piece)
             done += 1
@@ -175,9 +228,9 @@ class Store:
 
     A target is one configured upstream: a full re-list replaces its whole key set, an update replaces
     one object, a delete removes one. Nothing here ever calls an upstream. Changes leave pieces waiting
-    (`on_change` says so): `join_changed`, `deflate` and `prepare_gzip` bring them up to date a slice at a
-    time between scrapes, and a scrape takes whatever still waits as it is, so it always serves the state as
-    of its start.
+    (`on_change` says so): `deflate` and `prepare_gzip` bring them up to date a slice at a time between
+    scrapes, and a scrape takes whatever still waits as it is, so it always serves the state as of its
+    start.
     """
 
     def __init__(self, groups: Sequence[FamilyGroup[Any]]) -> None:
@@ -262,7 +315,7 @@ class Store:
 
     @contextlib.contextmanager
     def serving(self) -> Iterator[None]:
-        """Around writing a scrape's body. Background deflating waits meanwhile: the scrape joined what it
+        """Around writing a scrape's body. Background deflating waits meanwhile: the scrape took what it
         needed when it began, and its writes should not share the event loop with that work."""
         self.scrapes += 1
         try:
@@ -272,37 +325,24 @@ class Store:
             if not self.scrapes and self.pending():
                 self._changed()
 
-    def parts(self, suffix: bytes = b"", openmetrics: bool = False) -> list[bytes]:
-        """The exposition as pieces to write in order: every family's header (as the format names it) and
-        samples (a family with no samples is left out), then `suffix`. Pieces are immutable, so later changes
-        cannot tear a scrape."""
-        out: list[bytes] = []
+    def parts(self, suffix: bytes = b"", openmetrics: bool = False) -> Body:
+        """The exposition: every family's header (as the format names it) and samples (a family with no
+        samples is left out), then `suffix`. Texts are immutable, so later changes cannot tear a scrape."""
+        self.join_changed()
+        runs: list[Sequence[bytes]] = []
         for pieces in self._groups:
-            waiting = pieces.waiting_for_join
-            for position, (header, texts) in enumerate(
-                zip(pieces.headers[openmetrics], pieces.texts, strict=True)
-            ):
-                if waiting:
-                    # A piece waiting for its join goes as its objects' texts: the writer copies them into
-                    # its slices anyway, so joining it here would copy them twice.
-                    samples: list[bytes] = []
-                    for index, text in enumerate(texts):
-                        if (position, index) in waiting:
-                            samples.extend(filter(None, pieces.rendered[index][position]))
-                        elif text:
-                            samples.append(text)
-                else:
-                    samples = list(filter(None, texts))
+            for header, texts in zip(pieces.headers[openmetrics], pieces.texts, strict=True):
+                samples = list(filter(None, texts))
                 if samples:
-                    out.append(header)
-                    out.extend(samples)
+                    runs.append((header,))
+                    runs.extend((text,) for text in samples)
         if suffix:
-            out.append(suffix)
-        return out
+            runs.append((suffix,))
+        return Body(runs, [len(run[0]) for run in runs])
 
-    def gzip_parts(self, suffix: bytes = b"", openmetrics: bool = False) -> list[bytes]:
-        """`parts(suffix)` as the pieces of one gzip member, from the pieces' segments; the trailer's
-        CRC-32 is combined from the families' checksums, so no byte of the text is read again."""
+    def gzip_parts(self, suffix: bytes = b"", openmetrics: bool = False) -> Body:
+        """`parts(suffix)` as one gzip member, from the pieces' segments; the trailer's CRC-32 is combined
+        from the families' checksums, so no byte of the text is read again."""
         self.gzip_scrapes.append(time.monotonic())
         self.join_changed()
         for pieces in self._groups:
@@ -322,4 +362,5 @@ class Store:
                     # joins them anyway); joining them here too would copy them twice.
                     member.add(pieces.segments[position] if body is None else [body], family_crc, family_size)
         member.add_text(suffix)
-        return member.finish()
+        segments = member.finish()
+        return Body([(segment,) for segment in segments], [len(segment) for segment in segments])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 from aiohttp import web
@@ -68,7 +68,7 @@ def own_metrics(telemetry: Telemetry, openmetrics_format: bool) -> bytes:
 async def metrics(request: web.Request) -> web.StreamResponse:
     """Serve the exposition from what is stored; never waits on an upstream.
 
-    The body is written in slices of a megabyte joined from the store's cached pieces, so a large
+    The body is written in slices of a megabyte joined from the store's texts and segments, so a large
     estate's scrape neither builds one huge temporary copy nor holds the event loop for all of it."""
     app = request.app
     store = app[STORE_KEY]
@@ -82,33 +82,19 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     )
     if wants_gzip(request.headers.get("Accept-Encoding", "")):
         response.headers["Content-Encoding"] = "gzip"
-        parts = store.gzip_parts(suffix, openmetrics_format)
+        body = store.gzip_parts(suffix, openmetrics_format)
     else:
-        parts = store.parts(suffix, openmetrics_format)
-    response.content_length = sum(map(len, parts))
+        body = store.parts(suffix, openmetrics_format)
+    response.content_length = body.length
     with store.serving():
         await response.prepare(request)
-        for batch in _batches(parts, WRITE_BATCH_BYTES):
+        for batch in body.batches(WRITE_BATCH_BYTES):
             await response.write(batch)
             # The socket may take every batch without waiting; a turn of the loop between batches keeps the
             # live stream's updates flowing during a large scrape.
             await asyncio.sleep(0)
         await response.write_eof()
     return response
-
-
-def _batches(parts: list[bytes], size: int) -> Iterator[bytes]:
-    """Consecutive parts joined into pieces of about `size` bytes."""
-    batch: list[bytes] = []
-    filled = 0
-    for part in parts:
-        batch.append(part)
-        filled += len(part)
-        if filled >= size:
-            yield b"".join(batch)
-            batch, filled = [], 0
-    if batch:
-        yield b"".join(batch)
 
 
 async def healthz(request: web.Request) -> web.Response:

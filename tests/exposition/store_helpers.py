@@ -21,12 +21,12 @@ def count(store: Store, group: FamilyGroup[Any], target: str) -> int:
 
 def render(store: Store, suffix: bytes = b"", openmetrics: bool = False) -> bytes:
     """The text exposition as one bytes object."""
-    return b"".join(store.parts(suffix, openmetrics))
+    return b"".join(store.parts(suffix, openmetrics).batches(sys.maxsize))
 
 
 def render_gzip(store: Store, suffix: bytes = b"", openmetrics: bool = False) -> bytes:
     """The gzip exposition as one bytes object."""
-    return b"".join(store.gzip_parts(suffix, openmetrics))
+    return b"".join(store.gzip_parts(suffix, openmetrics).batches(sys.maxsize))
 
 
 def compact(store: Store) -> None:

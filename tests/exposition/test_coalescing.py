@@ -100,3 +100,28 @@ def test_with_no_regular_gzip_scraper_changes_gather_for_the_idle_delay() -> Non
     assert next_pass(10.0, 9.0, (5.0,), 0.0) == 9.0 + IDLE_DELAY
     assert next_pass(200.0, 199.0, (85.0, 100.0), 0.0) == 199.0 + IDLE_DELAY  # the scraper went away
     assert next_pass(10.0, 9.0, (0.0, MAX_INTERVAL + 1.0), 0.0) == 9.0 + IDLE_DELAY
+
+
+def test_a_body_is_the_state_at_its_start_whatever_changes_while_it_is_written() -> None:
+    store = Store([GROUP])
+    for number in range(50):
+        put(store, "a", Thing(f"thing-{number}", "prod", number, ("x",)))
+    before = render(store)
+    text, compressed = store.parts(), store.gzip_parts()
+    for number in range(50):
+        put(store, "a", Thing(f"thing-{number}", "dev", -number, ()))
+    store.delete(GROUP, "a", "thing-7")
+    compact(store)
+    assert b"".join(text.batches(100)) == before and text.length == len(before)
+    assert gzip.decompress(b"".join(compressed.batches(100))) == before
+
+
+@given(st.integers(1, 5000))
+def test_slices_join_to_the_whole_body_and_each_is_at_least_the_size_asked(size: int) -> None:
+    store = Store([GROUP])
+    for number in range(100):
+        put(store, "a", Thing(f"thing-{number}", "prod", number, ("x",) * (number % 3)))
+    body = store.parts(b"own 1\n")
+    slices = list(body.batches(size))
+    assert b"".join(slices) == render(store, b"own 1\n") and body.length == sum(map(len, slices))
+    assert all(len(piece) >= size for piece in slices[:-1])
