@@ -44,12 +44,12 @@ no scrape is being written for a moment."""
 
 def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass_seconds: float) -> float:
     """When the next pass should start, for changes waiting since `changed_at`: ahead of the next gzip
-    scrape when the last two show a regular scraper (still expected: less than two intervals late), else
-    IDLE_DELAY after the changes began."""
+    scrape when the last two show a regular scraper (still expected: late by less than an interval, or than
+    IDLE_DELAY for a scraper faster than that), else IDLE_DELAY after the changes began."""
     if len(gzip_scrapes) >= 2:
         previous, last = gzip_scrapes[-2], gzip_scrapes[-1]
         interval = last - previous
-        if 0 < interval <= MAX_INTERVAL and now < last + 2 * interval:
+        if 0 < interval <= MAX_INTERVAL and now < last + interval + max(interval, IDLE_DELAY):
             return last + interval - MIN_LEAD - 2 * pass_seconds
     return changed_at + IDLE_DELAY
 

@@ -52,28 +52,27 @@ _NO_OFFSETS = array("q", [0])
 
 
 class Body:
-    """A scrape's body as it stood when the scrape began: runs of bytes, written in order."""
+    """A scrape's body as it stood when the scrape began: immutable parts, written in order."""
 
-    __slots__ = ("length", "lengths", "runs")
+    __slots__ = ("length", "parts")
 
-    def __init__(self, runs: list[Sequence[bytes]], lengths: list[int]) -> None:
-        self.runs = runs
-        self.lengths = lengths
-        self.length = sum(lengths)
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.length = sum(map(len, parts))
         """Bytes in the whole body."""
 
     def batches(self, size: int) -> Iterator[bytes]:
-        """Consecutive runs joined into slices of about `size` bytes (one copy of each byte)."""
-        batch: list[Sequence[bytes]] = []
+        """Consecutive parts joined into slices of about `size` bytes."""
+        batch: list[bytes] = []
         filled = 0
-        for run, length in zip(self.runs, self.lengths, strict=True):
-            batch.append(run)
-            filled += length
+        for part in self.parts:
+            batch.append(part)
+            filled += len(part)
             if filled >= size:
-                yield b"".join(itertools.chain.from_iterable(batch))
+                yield b"".join(batch)
                 batch, filled = [], 0
         if batch:
-            yield b"".join(itertools.chain.from_iterable(batch))
+            yield b"".join(batch)
 
 
 class _GroupPieces:
@@ -329,16 +328,16 @@ class Store:
         """The exposition: every family's header (as the format names it) and samples (a family with no
         samples is left out), then `suffix`. Texts are immutable, so later changes cannot tear a scrape."""
         self.join_changed()
-        runs: list[Sequence[bytes]] = []
+        parts: list[bytes] = []
         for pieces in self._groups:
             for header, texts in zip(pieces.headers[openmetrics], pieces.texts, strict=True):
                 samples = list(filter(None, texts))
                 if samples:
-                    runs.append((header,))
-                    runs.extend((text,) for text in samples)
+                    parts.append(header)
+                    parts.extend(samples)
         if suffix:
-            runs.append((suffix,))
-        return Body(runs, [len(run[0]) for run in runs])
+            parts.append(suffix)
+        return Body(parts)
 
     def gzip_parts(self, suffix: bytes = b"", openmetrics: bool = False) -> Body:
         """`parts(suffix)` as one gzip member, from the pieces' segments; the trailer's CRC-32 is combined
@@ -362,5 +361,4 @@ class Store:
                     # joins them anyway); joining them here too would copy them twice.
                     member.add(pieces.segments[position] if body is None else [body], family_crc, family_size)
         member.add_text(suffix)
-        segments = member.finish()
-        return Body([(segment,) for segment in segments], [len(segment) for segment in segments])
+        return Body(member.finish())

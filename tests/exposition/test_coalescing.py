@@ -95,6 +95,12 @@ def test_a_pass_is_due_ahead_of_a_regular_gzip_scrape() -> None:
     assert next_pass(120.0, 116.0, (85.0, 100.0), 0.5) < 120.0
 
 
+def test_a_scraper_faster_than_a_pass_keeps_passes_going() -> None:
+    # Gzip scrapes every 0.2 s and a pass that took 0.6 s: the scraper is still there, the next pass is due.
+    assert next_pass(0.9, 0.85, (0.0, 0.2), 0.6) <= 0.9
+    assert next_pass(4.0, 3.9, (0.0, 0.2), 0.6) <= 4.0
+
+
 def test_with_no_regular_gzip_scraper_changes_gather_for_the_idle_delay() -> None:
     assert next_pass(10.0, 9.0, (), 0.0) == 9.0 + IDLE_DELAY
     assert next_pass(10.0, 9.0, (5.0,), 0.0) == 9.0 + IDLE_DELAY
