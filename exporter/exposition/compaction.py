@@ -26,10 +26,15 @@ from exporter.exposition.store import Store
 IDLE_DELAY = 5.0
 """With no regular gzip scraper, how long changes gather before a pass deflates them."""
 MIN_LEAD = 0.25
-"""How long before a gzip scrape is expected a pass starts, at least; the last pass's duration twice over
-is added, so the pass ends before the scrape."""
+"""How long before a gzip scrape is expected a pass starts, at least; twice the pass's expected duration is
+added, so the pass ends before the scrape."""
 MAX_INTERVAL = 600.0
 """Gzip scrapes further apart than this do not count as a regular scraper."""
+PIECE_SECONDS = 100e-6
+"""What a pass is assumed to take per piece until passes have been measured (a piece of ten kilobytes
+deflated at about a hundred megabytes a second)."""
+MEASURED_PASS = 64
+"""Passes over fewer pieces do not update the measured time per piece (their fixed costs would dominate)."""
 WAKE_EVERY = 1.0
 """Longest sleep before the schedule is looked at again (a scrape may have changed it)."""
 JOIN_SLICE = 16
@@ -43,9 +48,10 @@ no scrape is being written for a moment."""
 
 
 def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass_seconds: float) -> float:
-    """When the next pass should start, for changes waiting since `changed_at`: ahead of the next gzip
-    scrape when the last two show a regular scraper (still expected: late by less than an interval, or than
-    IDLE_DELAY for a scraper faster than that), else IDLE_DELAY after the changes began."""
+    """When the next pass, expected to take `pass_seconds`, should start for changes waiting since
+    `changed_at`: ahead of the next gzip scrape when the last two show a regular scraper (still expected:
+    late by less than an interval, or than IDLE_DELAY for a scraper faster than that), else IDLE_DELAY after
+    the changes began."""
     if len(gzip_scrapes) >= 2:
         previous, last = gzip_scrapes[-2], gzip_scrapes[-1]
         interval = last - previous
@@ -61,8 +67,8 @@ class Compactor:
         self.store = store
         self._changed = asyncio.Event()
         self._paused_since: float | None = None  # when scrapes being written began to pause a pass
-        self.pass_seconds = 0.0
-        """How long the last pass took, from its start to its end (slices and pauses included)."""
+        self.piece_seconds = PIECE_SECONDS
+        """How long a pass takes per piece, from the passes so far (slices and pauses included)."""
         store.on_change = self._changed.set
 
     async def run(self) -> None:
@@ -75,13 +81,17 @@ class Compactor:
             changed_at = time.monotonic()
             while True:
                 now = time.monotonic()
-                wait = next_pass(now, changed_at, store.gzip_scrapes, self.pass_seconds) - now
+                # The pass to come is estimated from the pieces waiting now (they only grow until it starts).
+                estimate = store.pending() * self.piece_seconds
+                wait = next_pass(now, changed_at, store.gzip_scrapes, estimate) - now
                 if wait <= 0:
                     break
                 await asyncio.sleep(min(wait, WAKE_EVERY))
-            started = time.monotonic()
+            pieces, started = store.pending(), time.monotonic()
             await self._pass()
-            self.pass_seconds = time.monotonic() - started
+            if pieces >= MEASURED_PASS:
+                seconds = (time.monotonic() - started) / pieces
+                self.piece_seconds = (self.piece_seconds + seconds) / 2
 
     async def _pass(self) -> None:
         """Join, deflate and checksum every piece waiting, then prepare what a gzip scrape combines."""

@@ -145,9 +145,20 @@ class _GroupPieces:
                     changed = True
             return changed
         for position, text in enumerate(rendered):
-            if self._text(position, index, slot) != text:
-                self._set(position, index, slot, text)
-                changed = True
+            changes = self.changes[position][index]
+            if changes is not None and slot in changes:
+                if changes[slot] == text:
+                    continue
+            else:
+                offsets = self.offsets[position][index]
+                if slot + 1 < len(offsets):
+                    start, end = offsets[slot], offsets[slot + 1]
+                    if end - start == len(text) and self.texts[position][index].startswith(text, start):
+                        continue
+                elif not text:
+                    continue
+            self._set(position, index, slot, text)
+            changed = True
         return changed
 
     def delete(self, target: str, key: str) -> bool:
@@ -181,7 +192,11 @@ class _GroupPieces:
             piece = waiting.pop()
             position, index = piece
             count = len(self.objects[index])
-            texts = [self._text(position, index, slot) for slot in range(count)]
+            text, offsets = self.texts[position][index], self.offsets[position][index]
+            texts = [text[start:end] for start, end in itertools.pairwise(offsets[: count + 1])]
+            texts.extend([b""] * (count - len(texts)))
+            for slot, changed in (self.changes[position][index] or {}).items():
+                texts[slot] = changed
             self.changes[position][index] = None
             self.texts[position][index] = b"".join(texts)
             self.offsets[position][index] = array("q", itertools.accumulate(map(len, texts), initial=0))
