@@ -50,13 +50,16 @@ no scrape is being written for a moment."""
 def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass_seconds: float) -> float:
     """When the next pass, expected to take `pass_seconds`, should start for changes waiting since
     `changed_at`: ahead of the next gzip scrape when the last two show a regular scraper (still expected:
-    late by less than an interval, or than IDLE_DELAY for a scraper faster than that), else IDLE_DELAY after
-    the changes began."""
+    late by less than an interval, or than IDLE_DELAY for a scraper faster than that); else at once when a
+    gzip scrape came while the changes waited (it sent them uncompressed, and its scraper may come back
+    soon); else IDLE_DELAY after the changes began."""
     if len(gzip_scrapes) >= 2:
         previous, last = gzip_scrapes[-2], gzip_scrapes[-1]
         interval = last - previous
         if 0 < interval <= MAX_INTERVAL and now < last + interval + max(interval, IDLE_DELAY):
             return last + interval - MIN_LEAD - 2 * pass_seconds
+    if gzip_scrapes and gzip_scrapes[-1] >= changed_at:
+        return gzip_scrapes[-1]
     return changed_at + IDLE_DELAY
 
 

@@ -101,11 +101,17 @@ def test_a_scraper_faster_than_a_pass_keeps_passes_going() -> None:
     assert next_pass(4.0, 3.9, (0.0, 0.2), 0.6) <= 4.0
 
 
+def test_a_gzip_scrape_with_no_known_cadence_is_followed_by_a_pass_at_once() -> None:
+    # The first gzip scrape came while changes waited: they went uncompressed, so the pass is due now.
+    assert next_pass(10.0, 9.0, (9.5,), 0.0) <= 10.0
+    assert next_pass(901.0, 850.0, (100.0, 900.0), 0.0) <= 901.0  # back after longer than MAX_INTERVAL
+
+
 def test_with_no_regular_gzip_scraper_changes_gather_for_the_idle_delay() -> None:
     assert next_pass(10.0, 9.0, (), 0.0) == 9.0 + IDLE_DELAY
     assert next_pass(10.0, 9.0, (5.0,), 0.0) == 9.0 + IDLE_DELAY
     assert next_pass(200.0, 199.0, (85.0, 100.0), 0.0) == 199.0 + IDLE_DELAY  # the scraper went away
-    assert next_pass(10.0, 9.0, (0.0, MAX_INTERVAL + 1.0), 0.0) == 9.0 + IDLE_DELAY
+    assert next_pass(700.0, 699.0, (0.0, MAX_INTERVAL + 1.0), 0.0) == 699.0 + IDLE_DELAY
 
 
 def test_a_body_is_the_state_at_its_start_whatever_changes_while_it_is_written() -> None:
