@@ -42,6 +42,8 @@ JOIN_SLICE = 16
 DEFLATE_SLICE = 32 * 1024
 """Bytes of text deflated between two turns of the event loop (about a sixth of a millisecond), so a scrape
 that arrives meanwhile waits little: pieces range from a few to tens of kilobytes."""
+CATCH_UP = 512
+"""Pieces waiting beyond which a pass no longer waits for scrapes being written (about 5 MB of text)."""
 MAX_PAUSE = 0.5
 """Longest stretch a pass waits for scrapes being written; then it goes on, a slice at a time, until
 no scrape is being written for a moment."""
@@ -110,9 +112,10 @@ class Compactor:
     async def _scrapes_written(self) -> None:
         """A turn of the event loop, and then, while a scrape is being written, a wait until none is or
         until they have paused the pass for MAX_PAUSE (woken early by a scrape's end, which counts as a
-        change)."""
+        change). A backlog of more than CATCH_UP pieces does not wait: every gzip scrape meanwhile would
+        send it uncompressed."""
         await asyncio.sleep(0)
-        while self.store.scrapes:
+        while self.store.scrapes and self.store.pending() <= CATCH_UP:
             now = time.monotonic()
             if self._paused_since is None:
                 self._paused_since = now

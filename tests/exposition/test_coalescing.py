@@ -7,10 +7,12 @@ import gzip
 import random
 import zlib
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.exposition.compaction import IDLE_DELAY, MAX_INTERVAL, MIN_LEAD, next_pass
+from exporter.exposition import compaction
+from exporter.exposition.compaction import IDLE_DELAY, MAX_INTERVAL, MIN_LEAD, Compactor, next_pass
 from exporter.exposition.deflate import Deflater
 from exporter.exposition.store import Store
 from tests.exposition.store_helpers import compact, render, render_gzip
@@ -137,3 +139,16 @@ def test_slices_join_to_the_whole_body_and_each_is_at_least_the_size_asked(size:
     slices = list(body.batches(size))
     assert b"".join(slices) == render(store, b"own 1\n") and body.length == sum(map(len, slices))
     assert all(len(piece) >= size for piece in slices[:-1])
+
+
+async def test_a_pass_with_a_large_backlog_does_not_wait_for_scrapes_being_written() -> None:
+    store = Store([GROUP])
+    compactor = Compactor(store)
+    put(store, "a", Thing("one", "prod", 1, ("x",)))
+    with pytest.MonkeyPatch.context() as patch, store.serving():
+        patch.setattr(compaction, "CATCH_UP", 1)  # two pieces wait: a backlog
+        await compactor._scrapes_written()
+        assert compactor._paused_since is None, "the pass waited for the scrape"
+        patch.setattr(compaction, "CATCH_UP", 2)  # no backlog: it waits (at most MAX_PAUSE)
+        await compactor._scrapes_written()
+        assert compactor._paused_since is not None
