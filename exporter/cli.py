@@ -29,6 +29,7 @@ from exporter.config import (
     Selection,
     Settings,
     WebSettings,
+    check_families,
     check_listen_address,
     check_readable_file,
     check_telemetry_path,
@@ -39,6 +40,7 @@ from exporter.config import (
     normal_log_level,
 )
 from exporter.config.secrets import Secret
+from exporter.confluent.metrics import FAMILY_NAMES as CONFLUENT_FAMILIES
 from exporter.healthcheck import (
     ADDRESS_FILE_VARIABLE,
     address_file_from,
@@ -48,6 +50,7 @@ from exporter.healthcheck import (
     write_address_file,
 )
 from exporter.healthcheck import probe as probe_health
+from exporter.lenses.metrics import FAMILY_NAMES as LENSES_FAMILIES
 from exporter.logs import configure_logging
 from exporter.sharding import Shard
 from exporter.upstream import Probe
@@ -341,10 +344,18 @@ def _choice(value: str, choices: tuple[str, ...], where: str) -> str:
     return value
 
 
+def read_settings(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """`load_settings`, with `metrics.allow` / `metrics.deny` checked against the families the wings
+    declare (the configuration package knows none)."""
+    settings = load_settings(path, environ)
+    check_families(settings.metrics, (*LENSES_FAMILIES, *CONFLUENT_FAMILIES))
+    return settings
+
+
 def settings_from_arguments(arguments: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
     """The configuration file (or the environment), with the command line's overrides applied: a flag wins
     over its environment variable, which wins over the file."""
-    settings = load_settings(arguments.config_file, environ)
+    settings = read_settings(arguments.config_file, environ)
     log_level, where = _flag_or_variable("--log.level", arguments.log_level, environ)
     log_format, format_where = _flag_or_variable("--log.format", arguments.log_format, environ)
     return dataclasses.replace(
@@ -606,7 +617,7 @@ def _healthcheck(arguments: argparse.Namespace) -> int:
 
     environ = dict(os.environ)
     configure_logging("error", "logfmt")  # reading the web-config file logs at info
-    configured = load_settings(arguments.config_file, environ).web if arguments.config_file else WebSettings()
+    configured = read_settings(arguments.config_file, environ).web if arguments.config_file else WebSettings()
     web = web_from_arguments(configured, arguments, environ)
     address_file = address_file_from(environ)
     url = read_address_file(address_file) if address_file and not arguments.listen_addresses else None

@@ -11,7 +11,7 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from exporter.config import Settings, shared_labels
+from exporter.config import Settings, agent_label_name, metadata_label_name, shared_labels
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
 from exporter.exposition.compaction import Compactor
@@ -56,12 +56,10 @@ class Exporter:
         # is the HQs' own when they agree, seconds otherwise, and the metadata labels are their union.
         units = {hq.roundtrip_duration_unit for hq in hqs}
         roundtrip_unit = units.pop() if len(units) == 1 else "s"
-        metadata_labels = shared_labels(
-            [hq.metadata_labels for hq in hqs], lenses_metrics.metadata_label_name
-        )
+        metadata_labels = shared_labels([hq.metadata_labels for hq in hqs], metadata_label_name)
         lenses_group = lenses_metrics.build_group(roundtrip_unit, metadata_labels, keep)
         agent_labels = shared_labels(
-            [target.labels for target in settings.confluent.targets], confluent_metrics.agent_label_name
+            [target.labels for target in settings.confluent.targets], agent_label_name
         )
         confluent_group = confluent_metrics.build_group(agent_labels, keep)
         self.store = Store([lenses_group, confluent_group])

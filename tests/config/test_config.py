@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.cli import read_settings
 from exporter.config import (
     ConfigError,
     Settings,
@@ -28,7 +29,8 @@ def write(directory: Path, text: str, name: str = "config.yml", mode: int = 0o60
 
 
 def load(directory: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
-    return load_settings(write(directory, text), environ or {})
+    """The settings as the command line reads them: the file, and its family lists checked."""
+    return read_settings(write(directory, text), environ or {})
 
 
 def error_of(directory: Path, text: str, environ: dict[str, str] | None = None) -> str:

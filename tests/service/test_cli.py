@@ -220,6 +220,15 @@ def test_check_refuses_an_unknown_family_naming_the_field(tmp_path: Path) -> Non
     assert "metrics.deny[0]: unknown family 'lenses_nope'" in result.stderr
 
 
+def test_run_refuses_an_unknown_family_at_startup_naming_the_field(tmp_path: Path) -> None:
+    config = write(
+        tmp_path, f"lenses: {{url: http://hq, token: {HQ_TOKEN}}}\nmetrics: {{allow: ['flink_*']}}\n"
+    )
+    result = run_cli("run", f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
+    assert_usage_error(result, "metrics.allow[0]")
+    assert "glob matches no family 'flink_*'" in result.stderr
+
+
 def test_check_warns_about_a_world_readable_file_with_secrets(tmp_path: Path) -> None:
     config = write(tmp_path, f"lenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n")
     config.chmod(0o644)
