@@ -545,6 +545,16 @@ def test_check_validates_the_web_config_file(tmp_path: Path) -> None:
     assert_usage_error(result, "tls_server_config")
 
 
+def test_check_refuses_a_duplicate_key_in_the_web_config_file(tmp_path: Path) -> None:
+    write(tmp_path, "rate_limit:\n  interval: 1s\n  interval: 2s\n  burst: 1\n", name="web.yml")
+    config = write(
+        tmp_path, f"web:\n  config_file: web.yml\nlenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n"
+    )
+    result = run_cli("check", f"--config.file={config}")
+    assert_usage_error(result, "web.config_file")
+    assert "duplicate key 'interval'" in result.stderr
+
+
 def test_the_command_may_come_after_the_flags() -> None:
     assert with_command(["--log.level=debug", "check", "--connect"]) == [
         "check",
