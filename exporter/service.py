@@ -16,11 +16,12 @@ from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
 from exporter.exposition.compaction import Compactor
 from exporter.exposition.store import Store
-from exporter.health import Health, Telemetry
+from exporter.health import Health
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.signals import IGNORED
 from exporter.supervisor import supervise
+from exporter.telemetry import Telemetry
 from exporter.web.app import SERVER_LIMITS, make_app
 from exporter.web.config import load_web_config
 

@@ -28,8 +28,8 @@ from tenacity import (
 
 from exporter import decode, memory
 from exporter.config import TLSSettings
-from exporter.health import Telemetry
 from exporter.inflate import InflateError, Inflater
+from exporter.telemetry import Telemetry
 
 MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 300.0

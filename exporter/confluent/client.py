@@ -18,7 +18,7 @@ from exporter import decode
 from exporter.config import ConfluentTarget
 from exporter.config.secrets import SecretUnavailable
 from exporter.confluent.model import compact_agent
-from exporter.health import Telemetry
+from exporter.telemetry import Telemetry
 from exporter.upstream import (
     Probe,
     UpstreamError,

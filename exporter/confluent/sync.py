@@ -28,9 +28,10 @@ from exporter.confluent.client import (
 )
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.exposition.store import FamilyGroup, Rendered, Store
-from exporter.health import Health, TargetStatus, Telemetry, stale_after
+from exporter.health import Health, TargetStatus, stale_after
 from exporter.sharding import Shard
 from exporter.supervisor import supervise
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.confluent")

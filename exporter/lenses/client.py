@@ -9,7 +9,7 @@ from urllib.parse import quote
 from exporter import decode
 from exporter.config import LensesSettings
 from exporter.config.secrets import SecretUnavailable
-from exporter.health import Telemetry
+from exporter.telemetry import Telemetry
 from exporter.upstream import (
     Probe,
     UpstreamError,

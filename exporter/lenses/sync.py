@@ -17,7 +17,7 @@ from httpx_sse import ServerSentEvent
 from exporter import decode, memory
 from exporter.config import LensesSettings
 from exporter.exposition.store import FamilyGroup, Rendered, Store
-from exporter.health import Health, Telemetry, stale_after
+from exporter.health import Health, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
 from exporter.lenses.model import (
@@ -32,6 +32,7 @@ from exporter.lenses.model import (
 from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, connect_stream
 from exporter.sharding import Shard
 from exporter.supervisor import supervise
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError
 
 log = structlog.get_logger("exporter.lenses")
