@@ -11,7 +11,13 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from exporter.config import Settings, agent_label_name, metadata_label_name, shared_labels
+from exporter.config import (
+    Settings,
+    agent_label_name,
+    metadata_label_name,
+    shared_labels,
+    split_listen_address,
+)
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
 from exporter.exposition.compaction import Compactor
@@ -36,12 +42,6 @@ class Source(Protocol):
     async def run(self) -> None: ...
 
     async def aclose(self) -> None: ...
-
-
-def parse_listen_address(address: str) -> tuple[str | None, int]:
-    """`:9877` → all interfaces; `127.0.0.1:0`, `[::1]:9877` → that host (port 0 picks a free one)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or None, int(port)
 
 
 class Exporter:
@@ -115,11 +115,12 @@ class Exporter:
         await self._runner.setup()
         try:
             for address in self.settings.web.listen_addresses:
-                host, port = parse_listen_address(address)
-                site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
+                host, port = split_listen_address(address)
+                site = web.TCPSite(self._runner, host or None, port, ssl_context=self.web_config.ssl_context)
+                bound = len(self._runner.addresses)
                 await site.start()
-                sockets = getattr(site._server, "sockets", None) or []
-                self.ports.append(sockets[0].getsockname()[1] if sockets else port)
+                added = self._runner.addresses[bound:]  # this site's sockets: the port 0 picked
+                self.ports.append(added[0][1] if added else port)
         except BaseException:
             await self._runner.cleanup()
             raise

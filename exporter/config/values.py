@@ -92,15 +92,10 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-def split_listen_address(address: str) -> tuple[str, str]:
-    """`HOST:PORT` as its host (brackets of an IPv6 address removed, empty for every interface) and port
-    text, unchecked: `:9877` → ("", "9877"), `[::1]:9877` → ("::1", "9877")."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), port
-
-
-def check_listen_address(address: str, where: str) -> str:
-    """`HOST:PORT` (`:9877`, `127.0.0.1:0`, `[::1]:9877`); raises ConfigError naming `where`."""
+def split_listen_address(address: str) -> tuple[str, int]:
+    """`HOST:PORT` as its host and port: `:9877` → ("", 9877) (every interface), `127.0.0.1:0` →
+    ("127.0.0.1", 0) (port 0 picks a free one), `[::1]:9877` → ("::1", 9877). Raises ValueError when the
+    address is not one."""
     host, colon, port = address.rpartition(":")
     if (
         not colon
@@ -108,7 +103,16 @@ def check_listen_address(address: str, where: str) -> str:
         or int(port) > 65535
         or (":" in host and not host.startswith("["))
     ):
-        raise ConfigError(f"{where}: expected HOST:PORT like :9877, got {show(address)}")
+        raise ValueError(f"not HOST:PORT: {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def check_listen_address(address: str, where: str) -> str:
+    """`HOST:PORT` (`:9877`, `127.0.0.1:0`, `[::1]:9877`); raises ConfigError naming `where`."""
+    try:
+        split_listen_address(address)
+    except ValueError:
+        raise ConfigError(f"{where}: expected HOST:PORT like :9877, got {show(address)}") from None
     return address
 
 

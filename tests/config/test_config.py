@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.cli import read_settings
+from exporter.arguments import read_settings
 from exporter.config import (
     ConfigError,
     Settings,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.cli import parse_arguments, settings_from_arguments, with_command
+from exporter.arguments import parse_arguments, settings_from_arguments, with_command
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.support import eventually, find, scrape
 
