@@ -34,6 +34,10 @@ MAX_REDIRECTS = 5
 MAX_RETRY_AFTER = 300.0
 USER_AGENT = "lenses-hq-exporter"
 
+LISTING_BATCH = 100
+"""Objects of a listing decoded and rendered between two yields to the event loop, so that scrapes and
+stream events get in during a large listing."""
+
 RETRYABLE_REASONS = frozenset({"timeout", "connect", "network", "http_5xx", "http_429"})
 
 MAX_ERROR_BODY = 65536

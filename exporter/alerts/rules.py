@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from exporter.confluent.metrics import COMMON_LABELS
+
 PREFIX = "LensesHQ"
 """Every alert name starts with this."""
 
@@ -27,8 +29,8 @@ DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 RUNBOOK_URL = "https://github.com/lenses-hq-exporter/lenses-hq-exporter/blob/main/docs/runbook.md"
 
-FLINK_LABELS = "organization_id, environment_id, kafka_cluster_id, agent, tier"
-"""The labels that identify one Confluent Flink agent."""
+FLINK_LABELS = ", ".join(COMMON_LABELS)
+"""The labels that identify one Confluent Flink agent, as the Confluent families declare them."""
 
 ENVIRONMENT_LABELS = "target, environment, tier"
 """The labels that identify one Lenses environment: the HQ it belongs to, its name and tier."""

@@ -33,15 +33,13 @@ from exporter.lenses.stream import OVERSIZE, EventParser, StreamUnavailable, con
 from exporter.sharding import Shard
 from exporter.supervisor import supervise
 from exporter.telemetry import Telemetry
-from exporter.upstream import UpstreamError
+from exporter.upstream import LISTING_BATCH, UpstreamError
 
 log = structlog.get_logger("exporter.lenses")
 
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
 COUNTED_EVENTS = (*KNOWN_EVENTS, "unknown", "oversize", "invalid")
 """Every `event` label of `lenses_hq_exporter_sse_events_total`."""
-BATCH = 100
-"""Environments decoded or rendered between two yields to the event loop during a full listing."""
 RECONNECT_BACKOFF_MAX = 60.0
 PLAUSIBLE_ROUNDTRIP = (1e-6, 3600.0)
 """Seconds: a fleet whose round trips mostly fall outside this range has the wrong round-trip unit set."""
@@ -184,7 +182,7 @@ class LensesSync:
         environments: dict[str, Environment] = {}
         try:
             for index, raw in enumerate(items):
-                if index % BATCH == BATCH - 1:
+                if index % LISTING_BATCH == LISTING_BATCH - 1:
                     await asyncio.sleep(0)  # let scrapes and stream events in between
                 environment = self._decode(raw, request_id)
                 if environment is None or not self.shard.owns(environment.name):
@@ -300,7 +298,7 @@ class LensesSync:
         prepared: dict[str, tuple[Environment, Rendered]] = {}
         now = time.time()
         for index, name in enumerate(environments):
-            if index % BATCH == BATCH - 1:
+            if index % LISTING_BATCH == LISTING_BATCH - 1:
                 await asyncio.sleep(0)
             environment = environments[name] = self._with_connections(environments[name])
             held = self._environments.get(name)
