@@ -13,7 +13,7 @@ from exporter.config import ConfluentSettings, Settings, WebSettings
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator
 from exporter.telemetry import FAILURE_REASONS
-from exporter.upstream import reason_for_status
+from exporter.upstream_errors import reason_for_status
 from tests.confluent.test_confluent_sync import KEY, SECRET, target_for
 from tests.lenses.lenses_fixtures import lenses_settings, simulator_options
 from tests.support import eventually, find, promtool_check_metrics, scrape

@@ -29,7 +29,8 @@ from exporter.confluent.model import InvalidAgent, decode_agent
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.model import InvalidEnvironment, decode_environment
 from exporter.lenses.stream import OVERSIZE, EventParser
-from exporter.upstream import MAX_RETRY_AFTER, UpstreamError, parse_retry_after
+from exporter.upstream import UpstreamError
+from exporter.upstream_errors import MAX_RETRY_AFTER, parse_retry_after
 from tests.support import parse_samples
 
 T = TypeVar("T")
