@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config(run)
     _add_listen(run)
     _add_web(run)
-    _add_logging(run, "info", "json")
+    _add_logging(run, Settings.log_level, Settings.log_format)
     _add_shard(run)
     _add_version(run)
 
