@@ -200,7 +200,7 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
     if not (key_file or key):
         raise web_config_error(f"{where}.key_file", "required when TLS is configured (or key)")
 
-    auth_type = client_auth_type or "NoClientCert"
+    auth_type = client_auth_type or TLSServerSettings.client_auth_type
     if auth_type not in VERIFY_MODES:
         raise web_config_error(
             f"{where}.client_auth_type",
@@ -221,15 +221,16 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
             "requires client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
         )
 
-    versions = {}
-    for version_key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = _string(section, version_key, where) or default
-        if name not in TLS_VERSIONS:
+    versions: dict[str, ssl.TLSVersion] = {}
+    for version_key in ("min_version", "max_version"):
+        name = _string(section, version_key, where)
+        if name is not None and name not in TLS_VERSIONS:
             raise web_config_error(
                 f"{where}.{version_key}",
                 f"unknown TLS version {name!r} (expected one of: {', '.join(TLS_VERSIONS)})",
             )
-        versions[version_key] = TLS_VERSIONS[name]
+        default: ssl.TLSVersion = getattr(TLSServerSettings, version_key)
+        versions[version_key] = TLS_VERSIONS[name] if name is not None else default
     if versions["min_version"] > versions["max_version"]:
         raise web_config_error(f"{where}.min_version", "is above max_version")
 
@@ -247,7 +248,9 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
         cipher_suites=_choices(
             _strings(section, "cipher_suites", where), CIPHER_SUITES, f"{where}.cipher_suites"
         ),
-        prefer_server_cipher_suites=_boolean(section, "prefer_server_cipher_suites", where, True),
+        prefer_server_cipher_suites=_boolean(
+            section, "prefer_server_cipher_suites", where, TLSServerSettings.prefer_server_cipher_suites
+        ),
         curve_preferences=_choices(
             _strings(section, "curve_preferences", where), CURVES, f"{where}.curve_preferences"
         ),
@@ -295,20 +298,20 @@ def parse_web_config(document: object, directory: Path) -> WebConfigFile:
     top = _mapping(document, "", TOP_KEYS)
     http = _mapping(top.get("http_server_config"), "http_server_config", HTTP_KEYS)
     rate = _mapping(top.get("rate_limit"), "rate_limit", RATE_LIMIT_KEYS)
-    interval_value = rate.get("interval", 0)
+    interval_value = rate.get("interval", WebConfigFile.rate_limit_interval)
     interval = 0.0 if interval_value == 0 else None
     if isinstance(interval_value, str):
         interval = parse_go_duration(interval_value)
     if interval is None or isinstance(interval_value, bool):
         raise web_config_error("rate_limit.interval", f"expected a duration like 1s, got {interval_value!r}")
-    burst = rate.get("burst", 0)
+    burst = rate.get("burst", WebConfigFile.rate_limit_burst)
     if not isinstance(burst, int) or isinstance(burst, bool) or burst < 0:
         raise web_config_error("rate_limit.burst", f"expected a whole number, got {_kind(burst)}")
     if interval > 0 and burst < 1:
         raise web_config_error("rate_limit.burst", "must be at least 1 when rate_limit.interval is set")
     return WebConfigFile(
         tls=_parse_tls(top.get("tls_server_config"), directory),
-        http2=_boolean(http, "http2", "http_server_config", True),
+        http2=_boolean(http, "http2", "http_server_config", WebConfigFile.http2),
         headers=_parse_headers(http.get("headers")),
         basic_auth_users=_parse_users(top.get("basic_auth_users")),
         rate_limit_interval=interval,
