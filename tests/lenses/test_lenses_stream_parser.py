@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.lenses.stream import OVERSIZE, EventParser
+from exporter.lenses.framing import OVERSIZE, EventParser
 
 
 def feed_all(parser: EventParser, chunks: list[bytes]) -> list[tuple[str, str, str]]:

@@ -27,8 +27,8 @@ from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.client import page_token_of
 from exporter.confluent.model import InvalidAgent, decode_agent
 from exporter.lenses import metrics as lenses_metrics
+from exporter.lenses.framing import OVERSIZE, EventParser
 from exporter.lenses.model import InvalidEnvironment, decode_environment
-from exporter.lenses.stream import OVERSIZE, EventParser
 from exporter.upstream import MAX_RETRY_AFTER, UpstreamError, parse_retry_after
 from tests.support import parse_samples
 
