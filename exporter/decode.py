@@ -60,7 +60,9 @@ def _integer(digits: str) -> int | float:
     return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else float(digits)
 
 
-_DECODER = json.JSONDecoder(parse_int=_integer)
+DECODER = json.JSONDecoder(parse_int=_integer)
+"""The tolerant decoder itself (long integers read as floats); `raw_decode` raises `RecursionError` on deep
+nesting, which callers turn into a decode error."""
 
 
 def _text(body: bytes | str) -> str:
@@ -76,7 +78,7 @@ def _skip(text: str, index: int) -> int:
 def _value(text: str, index: int) -> tuple[Any, int]:
     """One JSON value at `index`, and where it ends."""
     try:
-        return _DECODER.raw_decode(text, index)
+        return DECODER.raw_decode(text, index)
     except RecursionError:
         raise InvalidJSON("body is nested too deeply") from None
     except ValueError:
@@ -97,6 +99,14 @@ def listing(body: bytes | str, key: str) -> Listing:
     a time as the result is iterated. Raises `InvalidJSON` when the body is not an object or has no such
     list before its end."""
     text = _text(body)
+    start, fields = listing_start(text, key)
+    return Listing(text, start, fields)
+
+
+def listing_start(text: str, key: str) -> tuple[int, dict[str, Any]]:
+    """Where the items of an object's `key` list begin (just after its `[`), and the members before it.
+    Raises `InvalidJSON` when the text is not an object or has no such list (or not yet: a text cut short
+    fails the same way)."""
     fields: dict[str, Any] = {}
     index = _skip(text, 0)
     if not text.startswith("{", index):
@@ -107,7 +117,7 @@ def listing(body: bytes | str, key: str) -> Listing:
     while True:
         name, index = _member_name(text, index)
         if name == key and text.startswith("[", index):
-            return Listing(text, index + 1, fields)
+            return index + 1, fields
         fields[name], index = _value(text, index)
         index = _skip(text, index)
         if text.startswith(",", index):
@@ -116,6 +126,18 @@ def listing(body: bytes | str, key: str) -> Listing:
             raise InvalidJSON(f"body has no `{key}` list")
         else:
             raise InvalidJSON("body is not valid JSON")
+
+
+def listing_end(text: str, index: int, fields: dict[str, Any]) -> None:
+    """Check the text after a listing's list (from just after its `]`) closes the object and ends there;
+    members found after the list go into `fields`. Raises `InvalidJSON` otherwise."""
+    index = _skip(text, index)
+    while text.startswith(",", index):
+        name, index = _member_name(text, _skip(text, index + 1))
+        fields[name], index = _value(text, index)
+        index = _skip(text, index)
+    if not text.startswith("}", index) or _skip(text, index + 1) != len(text):
+        raise InvalidJSON("body is not valid JSON")
 
 
 def _member_name(text: str, index: int) -> tuple[str, int]:
@@ -146,7 +168,7 @@ class Listing:
             index += 1
         else:
             while True:
-                item, index = _item(text, index)
+                item, index = item_at(text, index)
                 yield item
                 del item  # not kept alive while the consumer decodes the next one
                 index = _skip(text, index)
@@ -157,22 +179,14 @@ class Listing:
                     break
                 else:
                     raise InvalidJSON("body is not valid JSON")
-        self._rest(text, _skip(text, index))
+        listing_end(text, index, self.fields)
         self._text = ""
 
-    def _rest(self, text: str, index: int) -> None:
-        while text.startswith(",", index):
-            name, index = _member_name(text, _skip(text, index + 1))
-            self.fields[name], index = _value(text, index)
-            index = _skip(text, index)
-        if not text.startswith("}", index) or _skip(text, index + 1) != len(text):
-            raise InvalidJSON("body is not valid JSON")
 
-
-def _item(text: str, index: int) -> tuple[Any, int]:
+def item_at(text: str, index: int) -> tuple[Any, int]:
     """One item of a list and where it ends; `Undecodable` (skipped over) when it cannot be decoded."""
     try:
-        return _DECODER.raw_decode(text, index)
+        return DECODER.raw_decode(text, index)
     except RecursionError:
         reason = "nested too deeply"
     except ValueError:

@@ -63,20 +63,29 @@ class Intake:
             for index, raw in enumerate(items):
                 if index % BATCH == BATCH - 1:
                     await asyncio.sleep(0)  # let scrapes and stream events in between
-                environment = self.decode(raw, request_id)
-                if environment is None or not self.shard.owns(environment.name):
-                    continue
-                if environment.name in environments:
-                    # Distinct upstream names that read the same (invalid UTF-8, lone surrogates, a cut):
-                    # one label set must not get two series, so the first listed is kept.
-                    self.drop("environment name listed twice (once made a label value)", request_id)
-                    continue
-                environments[environment.name] = environment
+                self.add(environments, raw, request_id)
         except decode.InvalidJSON as error:
             if endpoint is not None:
                 self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
             message = f"{endpoint}: {error}" if endpoint else str(error)
             raise UpstreamError("decode", message, endpoint=endpoint or "", request_id=request_id) from None
+        return self.selected(environments)
+
+    def add(self, environments: dict[str, Environment], raw: Any, request_id: str) -> None:
+        """Decode one listed item into `environments`, unless it is dropped, another shard's, or its name
+        was listed already."""
+        environment = self.decode(raw, request_id)
+        if environment is None or not self.shard.owns(environment.name):
+            return
+        if environment.name in environments:
+            # Distinct upstream names that read the same (invalid UTF-8, lone surrogates, a cut): one label
+            # set must not get two series, so the first listed is kept.
+            self.drop("environment name listed twice (once made a label value)", request_id)
+            return
+        environments[environment.name] = environment
+
+    def selected(self, environments: dict[str, Environment]) -> dict[str, Environment]:
+        """A whole listing without what the include/exclude filters skip (which becomes `filtered`)."""
         skipped = {name for name, environment in environments.items() if not self.keeps(environment)}
         for name in skipped:
             del environments[name]

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import httpx
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from exporter.inflate import SLICE, InflateError, Inflater
-from exporter.lenses.framing import EventParser
+from exporter.lenses.framing import Event, EventParser
 from exporter.upstream import (
     UpstreamError,
     deadline_exceeded,
@@ -57,7 +57,7 @@ class OpenStream:
     response: httpx.Response
     parser: EventParser
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[Event]:
         """Events until the server closes the stream; read failures raise `UpstreamError`, and so does a
         stream that inflates too far or sends more than `MAX_BYTES_PER_SECOND` on average (beyond
         `BURST_BYTES`). Decompressed bytes are parsed a slice at a time, with a turn of the event loop in
@@ -179,7 +179,7 @@ class LiveStream:
     woken: asyncio.Event
     request_id: str = ""
 
-    async def changes(self) -> AsyncGenerator[ServerSentEvent | StreamChange]:
+    async def changes(self) -> AsyncGenerator[Event | StreamChange]:
         """Events as they arrive, with a `StreamChange` at each change of state; never ends by itself."""
         failures = 0
         while True:

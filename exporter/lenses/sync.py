@@ -9,7 +9,6 @@ import dataclasses
 import time
 
 import structlog
-from httpx_sse import ServerSentEvent
 
 from exporter import decode, memory
 from exporter.config import LensesSettings
@@ -17,7 +16,7 @@ from exporter.exposition.store import FamilyGroup, Rendered, Store
 from exporter.health import Health, Telemetry, stale_after
 from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.connections import KafkaConnections
-from exporter.lenses.framing import OVERSIZE, EventParser
+from exporter.lenses.framing import OVERSIZE, Event, EventParser, SnapshotEnd, SnapshotItems
 from exporter.lenses.intake import BATCH, Intake
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
 from exporter.lenses.model import (
@@ -88,6 +87,8 @@ class LensesSync:
         self._listing_started = float("-inf")  # when the listing applied last was requested
         self.status.stream = "connecting" if settings.sse else "disabled"
         self._stream_opened_before = False
+        self._snapshot: tuple[float, dict[str, Environment]] | None = None
+        """A snapshot still arriving on the stream: when it started, and its environments decoded so far."""
         telemetry.start_endpoint(SOURCE, "environments")
         if settings.kafka_connections:
             telemetry.start_endpoint(SOURCE, "kafka_connections")
@@ -259,6 +260,7 @@ class LensesSync:
         async with contextlib.aclosing(stream.changes()) as changes:
             async for change in changes:
                 if isinstance(change, StreamChange):
+                    self._snapshot = None  # a snapshot cut short by a reconnect is never applied
                     logged_error = self._on_stream_change(change, logged_error)
                 else:
                     logged_error = ""
@@ -297,31 +299,47 @@ class LensesSync:
             self._stream_state("reconnecting", 0)
         return logged_error
 
+    async def _apply_snapshot(self, environments: dict[str, Environment], started: float) -> None:
+        await self._apply_listing(environments, started)
+        memory.settle_after_listing()
+        self.status.objects_changed(len(self._environments))
+
     def _stream_state(self, state: str, connected: int) -> None:
         self.status.stream = state
         self.telemetry.sse_connected.labels(self.target).set(connected)
 
-    async def _on_event(self, event: ServerSentEvent, request_id: str) -> None:
+    async def _on_event(self, event: Event, request_id: str) -> None:
+        if isinstance(event, SnapshotItems):  # decoded as they arrive; applied when the snapshot ends
+            if self._snapshot is None:
+                self._snapshot = (time.monotonic(), {})
+            for raw in event.items:
+                self.intake.add(self._snapshot[1], raw, request_id)
+            return
+        streamed, self._snapshot = self._snapshot, None  # whatever comes next ends a snapshot
         name = event.event if event.event in KNOWN_EVENTS else "unknown"
         if event is OVERSIZE:
             name = "oversize"
         self.telemetry.sse_events.labels(self.target, name).inc()
         if name in ("unknown", "oversize"):
             return
-        if name == "snapshot":
+        if isinstance(event, SnapshotEnd):
+            if event.error:
+                self.intake.invalid_event(name, event.error.replace("body", "snapshot", 1), request_id)
+                return
+            started, environments = streamed or (time.monotonic(), {})
+            await self._apply_snapshot(self.intake.selected(environments), started)
+            return
+        if name == "snapshot":  # its `event:` line came after its data: it was held whole
             try:
                 items = decode.listing(event.data, "items")
                 received = time.monotonic()
-                environments = await self.intake.decode_all(
-                    items, request_id, None
-                )  # None: no fetch to count
+                # No endpoint: no fetch to count.
+                environments = await self.intake.decode_all(items, request_id, None)
             except (decode.InvalidJSON, UpstreamError) as error:
                 self.intake.invalid_event(name, str(error).replace("body", "snapshot", 1), request_id)
                 return
             del items  # as in `sync_once`
-            await self._apply_listing(environments, received)
-            memory.settle_after_listing()
-            self.status.objects_changed(len(self._environments))
+            await self._apply_snapshot(environments, received)
             return
         try:
             data = decode.loads(event.data)
