@@ -262,6 +262,22 @@ def as_timestamp(value: Any) -> float | None:
     before 2000 (a zero time)."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
+    seconds = _timestamps.get(value, _UNSEEN)
+    if seconds is _UNSEEN:
+        if len(_timestamps) >= TIMESTAMPS_KEPT:
+            _timestamps.clear()
+        seconds = _timestamps[value] = _parse_timestamp(value)
+    return seconds
+
+
+TIMESTAMPS_KEPT = 4096
+"""Timestamps remembered once parsed: an environment's blocks and agent mostly share a few, so a listing
+parses each once."""
+_UNSEEN = -1.0  # never a result: those are None or after EARLIEST_TIMESTAMP
+_timestamps: dict[str, float | None] = {}
+
+
+def _parse_timestamp(value: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

@@ -18,12 +18,12 @@ from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.connections import KafkaConnections
 from exporter.lenses.framing import OVERSIZE, Event, EventParser, SnapshotEnd, SnapshotItems
 from exporter.lenses.intake import BATCH, Intake
-from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
 from exporter.lenses.model import (
     INVALID_FIELDS,
     NO_TRANSITIONS,
     Environment,
 )
+from exporter.lenses.rendering import EnvironmentRenderer
 from exporter.lenses.stream import RECONNECT_BACKOFF_MAX, LiveStream, StreamChange
 from exporter.sharding import Shard
 from exporter.supervisor import supervise
@@ -34,6 +34,8 @@ log = structlog.get_logger("exporter.lenses")
 KNOWN_EVENTS = ("snapshot", "environment_updated", "environment_deleted")
 COUNTED_EVENTS = (*KNOWN_EVENTS, "unknown", "oversize", "invalid")
 """Every `event` label of `lenses_hq_exporter_sse_events_total`."""
+SNAPSHOT_WAIT = 10.0
+"""Seconds at most a snapshot arriving on the stream waits for a listing in flight to finish first."""
 RELIST_MIN_GAP = 5.0
 """Seconds at least between the starts of two listings (or one poll interval, when shorter)."""
 
@@ -64,16 +66,9 @@ class LensesSync:
         self.telemetry = telemetry
         self.shard = shard or Shard()
         self.target = settings.name
-        # The group is shared by every HQ: when its round-trip unit is not this HQ's, each environment is
-        # converted before rendering.
-        self._roundtrip_scale = (
-            ROUNDTRIP_UNITS[settings.roundtrip_duration_unit]
-            / ROUNDTRIP_UNITS[group_roundtrip_unit or settings.roundtrip_duration_unit]
-        )
+        self.renderer = EnvironmentRenderer(settings, group, group_roundtrip_unit, group_metadata_labels)
         self._listing_slots = listing_slots or asyncio.Semaphore(1)
         """Shared by every HQ's sync: bounds the full listings in flight at once."""
-        self._metadata_keys = frozenset(settings.metadata_labels)
-        self._strip_metadata = bool(set(group_metadata_labels or ()) - self._metadata_keys)
         self.status = health.register(
             SOURCE, self.target, stale_after(settings.poll_interval, settings.deadline)
         )
@@ -81,6 +76,8 @@ class LensesSync:
         self.intake = Intake(settings, telemetry, self.status, self.shard)
         self.connections = KafkaConnections(settings, self.client)
         self.relist = asyncio.Event()
+        self._not_listing = asyncio.Event()  # clear while a listing is in flight
+        self._not_listing.set()
         self._listed = asyncio.Event()  # set by a successful listing: a stream backing off tries again now
         self._environments: dict[str, Environment] = {}
         self._stream_changes: dict[str, tuple[float, Environment | None]] = {}
@@ -141,18 +138,27 @@ class LensesSync:
 
     async def sync_once(self) -> bool:
         """One full listing, applied only when complete; returns whether it succeeded."""
+        self._not_listing.clear()
+        try:
+            return await self._list_and_apply()
+        finally:
+            self._not_listing.set()
+
+    async def _list_and_apply(self) -> bool:
         started_wall = time.monotonic()
         try:
             async with self._listing_slots:
                 items, request_id = await self.client.list_environments()
-                environments = await self.intake.decode_all(items, request_id)
+                with memory.collection_paused():
+                    environments = await self.intake.decode_all(items, request_id)
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
         del items  # the raw JSON goes before rendering, so the new state reuses its memory
         if self.settings.kafka_connections:
             await self.connections.poll(environments)
-        await self._apply_listing(environments, started_wall)
+        with memory.collection_paused():
+            await self._apply_listing(environments, started_wall)
         memory.settle_after_listing()
         self.intake.check_roundtrip_unit(self._environments.values())
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
@@ -165,15 +171,16 @@ class LensesSync:
         requested wins over it, and a listing older than the one last applied is dropped."""
         prepared: dict[str, tuple[Environment, Rendered]] = {}
         now = time.time()
-        for index, name in enumerate(environments):
-            if index % BATCH == BATCH - 1:
-                await asyncio.sleep(0)
-            environment = environments[name] = self.connections.added_to(environments[name])
-            held = self._environments.get(name)
-            candidate = self._with_transitions(environment, held, now)
-            # Most of a re-list is unchanged (the stream already brought the changes): render only the rest.
-            if held != candidate:
-                prepared[name] = (candidate, self._render(candidate))
+        with self.renderer.preparing():
+            for index, name in enumerate(environments):
+                if index % BATCH == BATCH - 1:
+                    await asyncio.sleep(0)
+                environment = environments[name] = self.connections.added_to(environments[name])
+                held = self._environments.get(name)
+                candidate = self._with_transitions(environment, held, now)
+                # Most of a re-list is unchanged (the stream already brought the changes): render the rest.
+                if held != candidate:
+                    prepared[name] = self.renderer.prepare(candidate)
         if started < self._listing_started:
             return
         self._listing_started = started
@@ -198,7 +205,7 @@ class LensesSync:
             current[name] = environment
             ready = prepared.get(name)
             # Rendered above unless a stream change replaced the listed environment since.
-            rendered = ready[1] if ready and ready[0] == environment else self._render(environment)
+            rendered = ready[1] if ready and ready[0] == environment else self.renderer.render(environment)
             self.store.put(self.group, self.target, name, rendered)
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
@@ -218,25 +225,6 @@ class LensesSync:
         if transitions == environment.transitions:
             return environment
         return dataclasses.replace(environment, transitions=transitions)
-
-    def _render(self, environment: Environment) -> Rendered:
-        return self.group.render(self._for_group(environment), common_values(environment, self.target))
-
-    def _for_group(self, environment: Environment) -> Environment:
-        """The environment as the shared group reads it: its round trip in the group's unit and only this
-        HQ's metadata keys (other HQs may allow more)."""
-        agent = environment.agent
-        if self._roundtrip_scale != 1.0 and agent is not None and agent.roundtrip_duration is not None:
-            agent = dataclasses.replace(
-                agent, roundtrip_duration=agent.roundtrip_duration * self._roundtrip_scale
-            )
-            environment = dataclasses.replace(environment, agent=agent)
-        if self._strip_metadata and environment.metadata.keys() - self._metadata_keys:
-            metadata = {
-                key: value for key, value in environment.metadata.items() if key in self._metadata_keys
-            }
-            environment = dataclasses.replace(environment, metadata=metadata)
-        return environment
 
     # -- live stream -----------------------------------------------------------------------------
 
@@ -300,7 +288,8 @@ class LensesSync:
         return logged_error
 
     async def _apply_snapshot(self, environments: dict[str, Environment], started: float) -> None:
-        await self._apply_listing(environments, started)
+        with memory.collection_paused():
+            await self._apply_listing(environments, started)
         memory.settle_after_listing()
         self.status.objects_changed(len(self._environments))
 
@@ -312,8 +301,15 @@ class LensesSync:
         if isinstance(event, SnapshotItems):  # decoded as they arrive; applied when the snapshot ends
             if self._snapshot is None:
                 self._snapshot = (time.monotonic(), {})
-            for raw in event.items:
-                self.intake.add(self._snapshot[1], raw, request_id)
+            if not self._not_listing.is_set():
+                # A listing in flight brings the same environments: let it finish first (the stream waits,
+                # unread, meanwhile) rather than decoding both at half speed.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SNAPSHOT_WAIT):
+                        await self._not_listing.wait()
+            with memory.collection_paused():
+                for raw in event.items:
+                    self.intake.add(self._snapshot[1], raw, request_id)
             return
         streamed, self._snapshot = self._snapshot, None  # whatever comes next ends a snapshot
         name = event.event if event.event in KNOWN_EVENTS else "unknown"
@@ -374,7 +370,7 @@ class LensesSync:
         if held == environment:
             return  # a repeated update: its series are already stored
         self._environments[environment.name] = environment
-        self.store.put(self.group, self.target, environment.name, self._render(environment))
+        self.store.put(self.group, self.target, environment.name, self.renderer.render(environment))
         self.status.objects_changed(len(self._environments))
 
     def _delete(self, name: str) -> None:

@@ -8,6 +8,12 @@ import json
 from typing import Any
 
 from exporter import decode
+from exporter.config import LensesSettings
+from exporter.config.secrets import Secret
+from exporter.exposition.store import Family, FamilyGroup
+from exporter.lenses.metrics import COMMON_LABELS
+from exporter.lenses.model import Environment, decode_environment
+from exporter.lenses.rendering import EnvironmentRenderer
 from exporter.lenses.snapshot import OVERSIZE_REASON, ItemStream
 from exporter.simulator.faults import ScriptedResponse
 from exporter.simulator.server import Simulator
@@ -136,3 +142,28 @@ def test_an_empty_list_has_no_items_and_a_broken_structure_fails_the_whole() -> 
         '{"items": [{"cut": "short',
     ):
         assert every_cut(broken, 1024)[1], broken
+
+
+# ----- a listing and a snapshot prepared together ----------------------------------------------------------
+
+
+def test_listings_prepared_together_render_an_equal_environment_once() -> None:
+    renders = []
+
+    def read(environment: Environment) -> list[tuple[tuple[str, ...], float]]:
+        renders.append(environment.name)
+        return [((), 1.0)]
+
+    group = FamilyGroup(COMMON_LABELS, (Family("lenses_test", "Test.", (), read),))
+    renderer = EnvironmentRenderer(LensesSettings(name="hq", url="http://hq", token=Secret("t")), group)
+    listed = decode_environment({"name": "a", "tier": "production"})
+    with renderer.preparing():
+        first = renderer.prepare(listed)
+        with renderer.preparing():  # the snapshot, while the listing is still prepared
+            assert renderer.prepare(decode_environment({"name": "a", "tier": "production"})) is first
+            changed = renderer.prepare(decode_environment({"name": "a", "tier": "staging"}))
+            assert changed is not first
+    assert renders == ["a", "a"]
+    with renderer.preparing():  # nothing kept once no listing is prepared
+        renderer.prepare(listed)
+    assert renders == ["a", "a", "a"]
