@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 EARLIEST_TIMESTAMP = 946684800.0
 """2000-01-01T00:00:00Z: an earlier time (Go's zero time `0001-01-01T00:00:00Z`, the Unix epoch) means
@@ -151,6 +151,15 @@ def _member_name(text: str, index: int) -> tuple[str, int]:
     return name, _skip(text, index + 1)
 
 
+class Recogniser(Protocol):
+    """Knows items by their text: `recognise` gives what stands for the item at `index` of `text`, and
+    where it ends, when it knows that item's text; `fresh` wraps an item decoded from `text`."""
+
+    def recognise(self, text: str, index: int) -> tuple[Any, int] | None: ...
+
+    def fresh(self, raw: Any, text: str) -> Any: ...
+
+
 class Listing:
     """A listing's items, decoded one at a time when iterated (each raw item can be turned into its compact
     model object and dropped before the next one is built), and the object's other members in `fields`
@@ -161,14 +170,24 @@ class Listing:
         self._text = text
         self._start = start
         self.fields = fields
+        self.recogniser: Recogniser | None = None
+        """When set before iterating: items it recognises are not decoded, the others come wrapped."""
 
     def __iter__(self) -> Iterator[Any]:
         text, index = self._text, _skip(self._text, self._start)
         if text.startswith("]", index):
             index += 1
         else:
+            recogniser = self.recogniser
             while True:
-                item, index = item_at(text, index)
+                found = recogniser.recognise(text, index) if recogniser is not None else None
+                if found is not None:
+                    item, index = found
+                else:
+                    start = index
+                    item, index = item_at(text, index)
+                    if recogniser is not None and not isinstance(item, Undecodable):
+                        item = recogniser.fresh(item, text[start:index])
                 yield item
                 del item  # not kept alive while the consumer decodes the next one
                 index = _skip(text, index)

@@ -67,9 +67,16 @@ class EventParser:
     items are decoded as they arrive, each capped at `max_event_bytes` on its own, and come out as
     `SnapshotItems` then a `SnapshotEnd`."""
 
-    def __init__(self, max_event_bytes: int, on_invalid_id: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        max_event_bytes: int,
+        on_invalid_id: Callable[[], None] = lambda: None,
+        recogniser: Callable[[], decode.Recogniser | None] = lambda: None,
+    ) -> None:
         self.max_event_bytes = max_event_bytes
         self.on_invalid_id = on_invalid_id
+        self.recogniser = recogniser
+        """Called as each streamed snapshot begins: what recognises its items (see `ItemStream`)."""
         self.last_event_id = ""
         self.retry_ms: int | None = None
         self.new_connection()
@@ -144,7 +151,7 @@ class EventParser:
         if not (self._wants_snapshot_data() and (line.startswith("data:") or line == "data")):
             return False
         if self._snapshot is None:
-            self._snapshot = ItemStream("items", self.max_event_bytes)
+            self._snapshot = ItemStream("items", self.max_event_bytes, self.recogniser())
         else:
             self._snapshot.feed("\n")  # data lines are joined by line feeds
         self._has_data, self._strip_space = True, True

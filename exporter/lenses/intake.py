@@ -16,6 +16,7 @@ from exporter.health import TargetStatus, Telemetry
 from exporter.lenses.client import SOURCE
 from exporter.lenses.metrics import ROUNDTRIP_UNITS
 from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
+from exporter.lenses.recognition import Fresh, Recognised, RecognitionPass
 from exporter.sharding import Shard
 from exporter.upstream import UpstreamError
 
@@ -54,7 +55,11 @@ class Intake:
             del self._fields_logged[name]
 
     async def decode_all(
-        self, items: Iterable[Any], request_id: str, endpoint: str | None = "environments"
+        self,
+        items: Iterable[Any],
+        request_id: str,
+        endpoint: str | None = "environments",
+        recognising: RecognitionPass | None = None,
     ) -> dict[str, Environment]:
         """Decode a listing one item at a time, each raw item dropped once decoded. A listing whose structure
         breaks between items raises `UpstreamError` (counted as a failure of `endpoint`, when given)."""
@@ -63,7 +68,7 @@ class Intake:
             for index, raw in enumerate(items):
                 if index % BATCH == BATCH - 1:
                     await asyncio.sleep(0)  # let scrapes and stream events in between
-                self.add(environments, raw, request_id)
+                self.add(environments, raw, request_id, recognising)
         except decode.InvalidJSON as error:
             if endpoint is not None:
                 self.telemetry.failures.labels(SOURCE, endpoint, "decode").inc()
@@ -71,10 +76,20 @@ class Intake:
             raise UpstreamError("decode", message, endpoint=endpoint or "", request_id=request_id) from None
         return self.selected(environments)
 
-    def add(self, environments: dict[str, Environment], raw: Any, request_id: str) -> None:
+    def add(
+        self,
+        environments: dict[str, Environment],
+        raw: Any,
+        request_id: str,
+        recognising: RecognitionPass | None = None,
+    ) -> None:
         """Decode one listed item into `environments`, unless it is dropped, another shard's, or its name
-        was listed already."""
-        environment = self.decode(raw, request_id)
+        was listed already. A `Recognised` item is the environment held, not decoded again."""
+        if isinstance(raw, Recognised):
+            environment: Environment | None = raw.environment
+            self._count_invalid_fields(raw.environment, request_id)
+        else:
+            environment = self.decode(raw.raw if isinstance(raw, Fresh) else raw, request_id)
         if environment is None or not self.shard.owns(environment.name):
             return
         if environment.name in environments:
@@ -83,6 +98,8 @@ class Intake:
             self.drop("environment name listed twice (once made a label value)", request_id)
             return
         environments[environment.name] = environment
+        if recognising is not None and isinstance(raw, Recognised | Fresh):
+            recognising.seen_as(environment.name, raw.fingerprint)
 
     def selected(self, environments: dict[str, Environment]) -> dict[str, Environment]:
         """A whole listing without what the include/exclude filters skip (which becomes `filtered`)."""

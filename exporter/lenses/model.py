@@ -255,3 +255,18 @@ def decode_environment(raw: Any, metadata_keys: Collection[str] = ()) -> Environ
         metadata=_metadata(raw.get("metadata"), metadata_keys, invalid),
         invalid_fields=tuple(invalid),
     )
+
+
+def with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
+    """The environment carrying the connectivity changes counted so far (by the held state it replaces),
+    plus one if its connectivity differs from the last known one."""
+    if held is None:
+        return (
+            environment
+            if environment.transitions == NO_TRANSITIONS
+            else replace(environment, transitions=NO_TRANSITIONS)
+        )
+    transitions = held.transitions.after(held.agent_connected, environment.agent_connected, now)
+    if transitions == environment.transitions:
+        return environment
+    return replace(environment, transitions=transitions)

@@ -72,9 +72,10 @@ class ItemStream:
     JSON values, `decode.Undecodable` for those that could not be, or were over `max_item_chars`), and
     `finish()` at the end of the data, which raises `decode.InvalidJSON` when the structure is broken."""
 
-    def __init__(self, key: str, max_item_chars: int) -> None:
+    def __init__(self, key: str, max_item_chars: int, recogniser: decode.Recogniser | None = None) -> None:
         self.key = key
         self.max_item_chars = max_item_chars
+        self.recogniser = recogniser
         self.fields: dict[str, Any] = {}
         self._state: Literal["start", "items", "skipping", "end", "broken"] = "start"
         self._pending: list[str] = []
@@ -182,6 +183,12 @@ class ItemStream:
     def _one_item(self, text: str, index: int, final: bool) -> int:
         """Decode the item at `index`: returns where it ends, or `index` when it is not complete yet."""
         remaining = len(text) - index
+        if self.recogniser is not None and (found := self.recogniser.recognise(text, index)) is not None:
+            item, end = found
+            self._items.append(item)
+            self._count += 1
+            self._after_item, self._tried = True, 0
+            return end
         try:
             item, end = decode.DECODER.raw_decode(text, index)
         except RecursionError:
@@ -198,6 +205,8 @@ class ItemStream:
                 return index
         if end - index > self.max_item_chars:
             item = decode.Undecodable(OVERSIZE_REASON)
+        elif self.recogniser is not None:
+            item = self.recogniser.fresh(item, text[index:end])
         self._items.append(item)
         self._count += 1
         self._after_item, self._tried = True, 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 
 import structlog
@@ -18,11 +17,8 @@ from exporter.lenses.client import SOURCE, LensesClient
 from exporter.lenses.connections import KafkaConnections
 from exporter.lenses.framing import OVERSIZE, Event, EventParser, SnapshotEnd, SnapshotItems
 from exporter.lenses.intake import BATCH, Intake
-from exporter.lenses.model import (
-    INVALID_FIELDS,
-    NO_TRANSITIONS,
-    Environment,
-)
+from exporter.lenses.model import INVALID_FIELDS, Environment, with_transitions
+from exporter.lenses.recognition import Recognition, RecognitionPass
 from exporter.lenses.rendering import EnvironmentRenderer
 from exporter.lenses.stream import RECONNECT_BACKOFF_MAX, LiveStream, StreamChange
 from exporter.sharding import Shard
@@ -74,6 +70,8 @@ class LensesSync:
         )
         self.client = LensesClient(settings, telemetry)
         self.intake = Intake(settings, telemetry, self.status, self.shard)
+        self.recognition = Recognition(lambda name: self._environments.get(name))
+        self._snapshot_pass: RecognitionPass | None = None  # recognising a snapshot's items as they arrive
         self.connections = KafkaConnections(settings, self.client)
         self.relist = asyncio.Event()
         self._not_listing = asyncio.Event()  # clear while a listing is in flight
@@ -149,8 +147,10 @@ class LensesSync:
         try:
             async with self._listing_slots:
                 items, request_id = await self.client.list_environments()
+                recognising = items.recogniser = self.recognition.start()
                 with memory.collection_paused():
-                    environments = await self.intake.decode_all(items, request_id)
+                    environments = await self.intake.decode_all(items, request_id, recognising=recognising)
+                recognising.finish()
         except UpstreamError as error:
             self.status.failed(error.message, time.monotonic() - started_wall, **error.log_fields())
             return False
@@ -158,14 +158,16 @@ class LensesSync:
         if self.settings.kafka_connections:
             await self.connections.poll(environments)
         with memory.collection_paused():
-            await self._apply_listing(environments, started_wall)
+            await self._apply_listing(environments, started_wall, recognising)
         memory.settle_after_listing()
         self.intake.check_roundtrip_unit(self._environments.values())
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
         self._listed.set()
         return True
 
-    async def _apply_listing(self, environments: dict[str, Environment], started: float) -> None:
+    async def _apply_listing(
+        self, environments: dict[str, Environment], started: float, recognising: RecognitionPass | None = None
+    ) -> None:
         """Make a complete listing the target's state. Changed environments are rendered first, yielding to
         the loop now and then; the swap itself is atomic. A stream change that arrived after the listing was
         requested wins over it, and a listing older than the one last applied is dropped."""
@@ -177,15 +179,17 @@ class LensesSync:
                     await asyncio.sleep(0)
                 environment = environments[name] = self.connections.added_to(environments[name])
                 held = self._environments.get(name)
-                candidate = self._with_transitions(environment, held, now)
+                candidate = with_transitions(environment, held, now)
                 # Most of a re-list is unchanged (the stream already brought the changes): render the rest.
                 if held != candidate:
                     prepared[name] = self.renderer.prepare(candidate)
         if started < self._listing_started:
             return
         self._listing_started = started
+        overridden = set()
         for name, (changed_at, streamed) in list(self._stream_changes.items()):
             if changed_at >= started:
+                overridden.add(name)
                 if streamed is None:
                     environments.pop(name, None)
                 else:
@@ -196,7 +200,7 @@ class LensesSync:
         for name, listed in environments.items():
             held = self._environments.get(name)
             # Counted against the state held now: the stream may have changed it while this was prepared.
-            environment = self._with_transitions(listed, held, now)
+            environment = with_transitions(listed, held, now)
             if held is not None and held == environment:
                 # The object already held stays: the listing's equal copy goes with the rest of the listing
                 # instead of pinning the memory the listing's transients leave behind.
@@ -210,21 +214,7 @@ class LensesSync:
         self.store.retain(self.group, self.target, current.keys())
         self._environments = current
         self.intake.retain(current.keys())
-
-    @staticmethod
-    def _with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
-        """The environment carrying the connectivity changes counted so far (by the held state it replaces),
-        plus one if its connectivity differs from the last known one."""
-        if held is None:
-            return (
-                environment
-                if environment.transitions == NO_TRANSITIONS
-                else dataclasses.replace(environment, transitions=NO_TRANSITIONS)
-            )
-        transitions = held.transitions.after(held.agent_connected, environment.agent_connected, now)
-        if transitions == environment.transitions:
-            return environment
-        return dataclasses.replace(environment, transitions=transitions)
+        self.recognition.applied(current.keys(), recognising.seen if recognising else {}, overridden)
 
     # -- live stream -----------------------------------------------------------------------------
 
@@ -239,7 +229,9 @@ class LensesSync:
             self.client.stream_http,
             self.client.stream_url,
             self.client.auth_headers,
-            EventParser(self.settings.sse_max_event_bytes, self.intake.invalid_event_id),
+            EventParser(
+                self.settings.sse_max_event_bytes, self.intake.invalid_event_id, self._recognise_snapshot
+            ),
             self.settings.deadline,
             self.settings.sse_unavailable_probe_interval,
             woken=self._listed,
@@ -253,6 +245,10 @@ class LensesSync:
                 else:
                     logged_error = ""
                     await self._on_event(change, stream.request_id)
+
+    def _recognise_snapshot(self) -> RecognitionPass:
+        self._snapshot_pass = self.recognition.start()
+        return self._snapshot_pass
 
     def _on_stream_change(self, change: StreamChange, logged_error: str) -> str:
         """Count, log and export a change of the stream's state; returns the failure now logged last."""
@@ -287,9 +283,11 @@ class LensesSync:
             self._stream_state("reconnecting", 0)
         return logged_error
 
-    async def _apply_snapshot(self, environments: dict[str, Environment], started: float) -> None:
+    async def _apply_snapshot(
+        self, environments: dict[str, Environment], started: float, recognising: RecognitionPass | None = None
+    ) -> None:
         with memory.collection_paused():
-            await self._apply_listing(environments, started)
+            await self._apply_listing(environments, started, recognising)
         memory.settle_after_listing()
         self.status.objects_changed(len(self._environments))
 
@@ -309,7 +307,7 @@ class LensesSync:
                         await self._not_listing.wait()
             with memory.collection_paused():
                 for raw in event.items:
-                    self.intake.add(self._snapshot[1], raw, request_id)
+                    self.intake.add(self._snapshot[1], raw, request_id, self._snapshot_pass)
             return
         streamed, self._snapshot = self._snapshot, None  # whatever comes next ends a snapshot
         name = event.event if event.event in KNOWN_EVENTS else "unknown"
@@ -323,7 +321,10 @@ class LensesSync:
                 self.intake.invalid_event(name, event.error.replace("body", "snapshot", 1), request_id)
                 return
             started, environments = streamed or (time.monotonic(), {})
-            await self._apply_snapshot(self.intake.selected(environments), started)
+            recognising, self._snapshot_pass = self._snapshot_pass, None
+            if recognising is not None:
+                recognising.finish()
+            await self._apply_snapshot(self.intake.selected(environments), started, recognising)
             return
         if name == "snapshot":  # its `event:` line came after its data: it was held whole
             try:
@@ -365,8 +366,9 @@ class LensesSync:
     def _put(self, environment: Environment) -> None:
         environment = self.connections.added_to(environment)
         held = self._environments.get(environment.name)
-        environment = self._with_transitions(environment, held, time.time())
+        environment = with_transitions(environment, held, time.time())
         self._stream_changes[environment.name] = (time.monotonic(), environment)
+        self.recognition.forget(environment.name)
         if held == environment:
             return  # a repeated update: its series are already stored
         self._environments[environment.name] = environment
@@ -377,5 +379,6 @@ class LensesSync:
         self._environments.pop(name, None)
         self.intake.forget(name)
         self._stream_changes[name] = (time.monotonic(), None)
+        self.recognition.forget(name)
         self.store.delete(self.group, self.target, name)
         self.status.objects_changed(len(self._environments))

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections.abc import Collection
 from typing import Any
+
+import pytest
 
 from exporter import decode
 from exporter.config import LensesSettings
 from exporter.config.secrets import Secret
 from exporter.exposition.store import Family, FamilyGroup
+from exporter.lenses import intake
 from exporter.lenses.metrics import COMMON_LABELS
 from exporter.lenses.model import Environment, decode_environment
+from exporter.lenses.recognition import Recognition
 from exporter.lenses.rendering import EnvironmentRenderer
 from exporter.lenses.snapshot import OVERSIZE_REASON, ItemStream
+from exporter.lenses.sync import LensesSync
 from exporter.simulator.faults import ScriptedResponse
 from exporter.simulator.server import Simulator
 from tests.lenses.lenses_fixtures import RunningExporter, lenses_settings, running_exporter, simulator_options
@@ -167,3 +173,80 @@ def test_listings_prepared_together_render_an_equal_environment_once() -> None:
     with renderer.preparing():  # nothing kept once no listing is prepared
         renderer.prepare(listed)
     assert renders == ["a", "a", "a"]
+
+
+# ----- items recognised by their text ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def decoded(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the environments decoded from JSON (the real decoder, counted)."""
+    names: list[str] = []
+    decode_environment = intake.decode_environment
+
+    def counted(raw: Any, metadata_keys: Collection[str] = ()) -> Environment:
+        environment = decode_environment(raw, metadata_keys)
+        names.append(environment.name)
+        return environment
+
+    monkeypatch.setattr(intake, "decode_environment", counted)
+    return names
+
+
+async def test_a_relisting_decodes_only_the_environments_whose_text_changed(decoded: list[str]) -> None:
+    async with (
+        Simulator(simulator_options(environments=30, sse_enabled=False)) as simulator,
+        running_exporter(lenses_settings(simulator, sse=False)) as exporter,
+    ):
+        sync = exporter.exporter.sources[0]
+        assert isinstance(sync, LensesSync)
+        await eventually(lambda: exported(exporter), what="a first listing")
+        assert sorted(decoded) == sorted(simulator.world.environments)
+        changed = next(n for n in sorted(simulator.world.environments) if simulator.world.connected(n))
+        simulator.world.set_metrics(changed, "other", num_issues=4545)
+        decoded.clear()
+        assert await sync.sync_once()
+        assert decoded == [changed]
+        assert await exporter.value("lenses_environment_issues", environment=changed) == 4545
+        decoded.clear()
+        assert await sync.sync_once()
+        assert decoded == []
+        assert await exported(exporter) == set(simulator.world.environments)
+
+
+async def test_a_reconnect_snapshot_decodes_only_what_changed(decoded: list[str]) -> None:
+    async with (
+        Simulator(simulator_options(environments=30)) as simulator,
+        running_exporter(lenses_settings(simulator, sse_max_event_bytes=CAP)) as exporter,
+    ):
+
+        async def snapshots(count: int) -> bool:
+            return await stream_events(exporter, "snapshot") == count
+
+        await eventually(lambda: snapshots(1), what="the first snapshot")
+        await eventually(lambda: exported(exporter), what="a first listing")
+        changed = next(n for n in sorted(simulator.world.environments) if simulator.world.connected(n))
+        decoded.clear()
+        simulator.faults.sse_cut_next = True  # the update is cut off: the stream reconnects
+        simulator.world.set_metrics(changed, "other", num_issues=4646)
+        await eventually(lambda: snapshots(2), what="the snapshot after reconnecting")
+        assert await exporter.value("lenses_environment_issues", environment=changed) == 4646
+        assert set(decoded) <= {changed}
+
+
+def test_an_environment_the_stream_changed_is_never_recognised_by_its_old_text() -> None:
+    old = '{"name": "a", "tier": "production"}'
+    held: dict[str, Environment] = {}
+    recognition = Recognition(held.get)
+    listing = recognition.start()
+    fresh = listing.fresh(json.loads(old), old)
+    held["a"] = decode_environment(fresh.raw)
+    listing.seen_as("a", fresh.fingerprint)
+    listing.finish()
+    recognition.applied(held.keys(), listing.seen, ())
+    text = f'{{"items": [{old}]}}'
+    found = recognition.start().recognise(text, len('{"items": ['))
+    assert found is not None and found[0].environment is held["a"]
+    held["a"] = decode_environment({"name": "a", "tier": "staging"})  # an update on the stream
+    recognition.forget("a")
+    assert recognition.start().recognise(text, len('{"items": [')) is None
