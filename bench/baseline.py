@@ -33,8 +33,9 @@ from exporter.exposition.store import FamilyGroup, Store
 from exporter.health import Health
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.client import LensesClient
+from exporter.lenses.framing import EventParser
 from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
-from exporter.lenses.stream import EventParser, connect_stream
+from exporter.lenses.stream import connect_stream
 from exporter.logs import configure_logging
 from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError

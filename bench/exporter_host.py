@@ -38,7 +38,7 @@ from aiohttp import web
 from bench.common import Ring, announce, rss_bytes, summary_ms, until_terminated
 from exporter.config import load_settings
 from exporter.confluent.sync import ConfluentSync
-from exporter.lenses import stream as lenses_stream
+from exporter.lenses import framing as lenses_framing
 from exporter.lenses.sync import LensesSync
 from exporter.logs import configure_logging
 from exporter.service import Exporter
@@ -99,13 +99,13 @@ class Instruments:
 
     def watch_stream(self, sync: LensesSync) -> None:
         """Time every `environment_updated` event from the read of its chunk to its handler's return."""
-        parser_feed = lenses_stream.EventParser.feed
+        parser_feed = lenses_framing.EventParser.feed
 
-        def feed(parser: lenses_stream.EventParser, chunk: bytes) -> list[Any]:
+        def feed(parser: lenses_framing.EventParser, chunk: bytes) -> list[Any]:
             self.received = time.perf_counter()
             return parser_feed(parser, chunk)
 
-        lenses_stream.EventParser.feed = feed  # type: ignore[method-assign, assignment]
+        lenses_framing.EventParser.feed = feed  # type: ignore[method-assign, assignment]
         handle: Callable[..., Any] = sync._on_event
 
         # The handler may be a plain function or a coroutine function: wrap it as what it is.
