@@ -142,7 +142,7 @@ class Instruments:
         """Record the duration of each step of a listing: fetch, decode, apply (each may be a plain or a
         coroutine function)."""
         self._wrap(sync.client, "list_environments", "fetch")
-        self._wrap(sync, "_decode_all", "decode")
+        self._wrap(sync.intake, "decode_all", "decode")
         self._wrap(sync, "_apply_listing", "apply")
 
     def _wrap(self, owner: object, attribute: str, step: str) -> None:
@@ -151,20 +151,20 @@ class Instruments:
             return
         if inspect.iscoroutinefunction(function):
 
-            async def timed_async(*arguments: Any) -> Any:
+            async def timed_async(*arguments: Any, **keywords: Any) -> Any:
                 started = time.perf_counter()
                 try:
-                    return await function(*arguments)
+                    return await function(*arguments, **keywords)
                 finally:
                     self.steps[step] = time.perf_counter() - started
 
             setattr(owner, attribute, timed_async)
         else:
 
-            def timed(*arguments: Any) -> Any:
+            def timed(*arguments: Any, **keywords: Any) -> Any:
                 started = time.perf_counter()
                 try:
-                    return function(*arguments)
+                    return function(*arguments, **keywords)
                 finally:
                     self.steps[step] = time.perf_counter() - started
 
