@@ -31,12 +31,14 @@ from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.confluent.sync import ConfluentSync
 from exporter.exposition.families import FamilyGroup
 from exporter.exposition.store import Store
-from exporter.health import Health, Telemetry
+from exporter.health import Health
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.client import LensesClient
+from exporter.lenses.framing import EventParser
 from exporter.lenses.model import Environment, InvalidEnvironment, decode_environment
-from exporter.lenses.stream import EventParser, connect_stream
+from exporter.lenses.stream import connect_stream
 from exporter.logs import configure_logging
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError
 from exporter.web.app import TEXT_CONTENT_TYPE, wants_gzip
 

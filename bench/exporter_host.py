@@ -38,7 +38,7 @@ from aiohttp import web
 from bench.common import Ring, announce, rss_bytes, summary_ms, until_terminated
 from exporter.config import load_settings
 from exporter.confluent.sync import ConfluentSync
-from exporter.lenses import stream as lenses_stream
+from exporter.lenses import framing as lenses_framing
 from exporter.lenses.sync import LensesSync
 from exporter.logs import configure_logging
 from exporter.service import Exporter
@@ -99,13 +99,13 @@ class Instruments:
 
     def watch_stream(self, sync: LensesSync) -> None:
         """Time every `environment_updated` event from the read of its chunk to its handler's return."""
-        parser_feed = lenses_stream.EventParser.feed
+        parser_feed = lenses_framing.EventParser.feed
 
-        def feed(parser: lenses_stream.EventParser, chunk: bytes) -> list[Any]:
+        def feed(parser: lenses_framing.EventParser, chunk: bytes) -> list[Any]:
             self.received = time.perf_counter()
             return parser_feed(parser, chunk)
 
-        lenses_stream.EventParser.feed = feed  # type: ignore[method-assign, assignment]
+        lenses_framing.EventParser.feed = feed  # type: ignore[method-assign, assignment]
         handle: Callable[..., Any] = sync._on_event
 
         # The handler may be a plain function or a coroutine function: wrap it as what it is.
@@ -142,7 +142,7 @@ class Instruments:
         """Record the duration of each step of a listing: fetch, decode, apply (each may be a plain or a
         coroutine function)."""
         self._wrap(sync.client, "list_environments", "fetch")
-        self._wrap(sync, "_decode_all", "decode")
+        self._wrap(sync.intake, "decode_all", "decode")
         self._wrap(sync, "_apply_listing", "apply")
 
     def _wrap(self, owner: object, attribute: str, step: str) -> None:
@@ -151,20 +151,20 @@ class Instruments:
             return
         if inspect.iscoroutinefunction(function):
 
-            async def timed_async(*arguments: Any) -> Any:
+            async def timed_async(*arguments: Any, **keywords: Any) -> Any:
                 started = time.perf_counter()
                 try:
-                    return await function(*arguments)
+                    return await function(*arguments, **keywords)
                 finally:
                     self.steps[step] = time.perf_counter() - started
 
             setattr(owner, attribute, timed_async)
         else:
 
-            def timed(*arguments: Any) -> Any:
+            def timed(*arguments: Any, **keywords: Any) -> Any:
                 started = time.perf_counter()
                 try:
-                    return function(*arguments)
+                    return function(*arguments, **keywords)
                 finally:
                     self.steps[step] = time.perf_counter() - started
 

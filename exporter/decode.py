@@ -16,7 +16,7 @@ import math
 import re
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 EARLIEST_TIMESTAMP = 946684800.0
 """2000-01-01T00:00:00Z: an earlier time (Go's zero time `0001-01-01T00:00:00Z`, the Unix epoch) means
@@ -60,7 +60,9 @@ def _integer(digits: str) -> int | float:
     return int(digits) if len(digits) <= MAX_INTEGER_DIGITS else float(digits)
 
 
-_DECODER = json.JSONDecoder(parse_int=_integer)
+DECODER = json.JSONDecoder(parse_int=_integer)
+"""The tolerant decoder itself (long integers read as floats); `raw_decode` raises `RecursionError` on deep
+nesting, which callers turn into a decode error."""
 
 
 def _text(body: bytes | str) -> str:
@@ -76,7 +78,7 @@ def _skip(text: str, index: int) -> int:
 def _value(text: str, index: int) -> tuple[Any, int]:
     """One JSON value at `index`, and where it ends."""
     try:
-        return _DECODER.raw_decode(text, index)
+        return DECODER.raw_decode(text, index)
     except RecursionError:
         raise InvalidJSON("body is nested too deeply") from None
     except ValueError:
@@ -97,6 +99,14 @@ def listing(body: bytes | str, key: str) -> Listing:
     a time as the result is iterated. Raises `InvalidJSON` when the body is not an object or has no such
     list before its end."""
     text = _text(body)
+    start, fields = listing_start(text, key)
+    return Listing(text, start, fields)
+
+
+def listing_start(text: str, key: str) -> tuple[int, dict[str, Any]]:
+    """Where the items of an object's `key` list begin (just after its `[`), and the members before it.
+    Raises `InvalidJSON` when the text is not an object or has no such list (or not yet: a text cut short
+    fails the same way)."""
     fields: dict[str, Any] = {}
     index = _skip(text, 0)
     if not text.startswith("{", index):
@@ -107,7 +117,7 @@ def listing(body: bytes | str, key: str) -> Listing:
     while True:
         name, index = _member_name(text, index)
         if name == key and text.startswith("[", index):
-            return Listing(text, index + 1, fields)
+            return index + 1, fields
         fields[name], index = _value(text, index)
         index = _skip(text, index)
         if text.startswith(",", index):
@@ -116,6 +126,18 @@ def listing(body: bytes | str, key: str) -> Listing:
             raise InvalidJSON(f"body has no `{key}` list")
         else:
             raise InvalidJSON("body is not valid JSON")
+
+
+def listing_end(text: str, index: int, fields: dict[str, Any]) -> None:
+    """Check the text after a listing's list (from just after its `]`) closes the object and ends there;
+    members found after the list go into `fields`. Raises `InvalidJSON` otherwise."""
+    index = _skip(text, index)
+    while text.startswith(",", index):
+        name, index = _member_name(text, _skip(text, index + 1))
+        fields[name], index = _value(text, index)
+        index = _skip(text, index)
+    if not text.startswith("}", index) or _skip(text, index + 1) != len(text):
+        raise InvalidJSON("body is not valid JSON")
 
 
 def _member_name(text: str, index: int) -> tuple[str, int]:
@@ -129,6 +151,15 @@ def _member_name(text: str, index: int) -> tuple[str, int]:
     return name, _skip(text, index + 1)
 
 
+class Recogniser(Protocol):
+    """Knows items by their text: `recognise` gives what stands for the item at `index` of `text`, and
+    where it ends, when it knows that item's text; `fresh` wraps an item decoded from `text`."""
+
+    def recognise(self, text: str, index: int) -> tuple[Any, int] | None: ...
+
+    def fresh(self, raw: Any, text: str) -> Any: ...
+
+
 class Listing:
     """A listing's items, decoded one at a time when iterated (each raw item can be turned into its compact
     model object and dropped before the next one is built), and the object's other members in `fields`
@@ -139,14 +170,24 @@ class Listing:
         self._text = text
         self._start = start
         self.fields = fields
+        self.recogniser: Recogniser | None = None
+        """When set before iterating: items it recognises are not decoded, the others come wrapped."""
 
     def __iter__(self) -> Iterator[Any]:
         text, index = self._text, _skip(self._text, self._start)
         if text.startswith("]", index):
             index += 1
         else:
+            recogniser = self.recogniser
             while True:
-                item, index = _item(text, index)
+                found = recogniser.recognise(text, index) if recogniser is not None else None
+                if found is not None:
+                    item, index = found
+                else:
+                    start = index
+                    item, index = item_at(text, index)
+                    if recogniser is not None and not isinstance(item, Undecodable):
+                        item = recogniser.fresh(item, text[start:index])
                 yield item
                 del item  # not kept alive while the consumer decodes the next one
                 index = _skip(text, index)
@@ -157,22 +198,14 @@ class Listing:
                     break
                 else:
                     raise InvalidJSON("body is not valid JSON")
-        self._rest(text, _skip(text, index))
+        listing_end(text, index, self.fields)
         self._text = ""
 
-    def _rest(self, text: str, index: int) -> None:
-        while text.startswith(",", index):
-            name, index = _member_name(text, _skip(text, index + 1))
-            self.fields[name], index = _value(text, index)
-            index = _skip(text, index)
-        if not text.startswith("}", index) or _skip(text, index + 1) != len(text):
-            raise InvalidJSON("body is not valid JSON")
 
-
-def _item(text: str, index: int) -> tuple[Any, int]:
+def item_at(text: str, index: int) -> tuple[Any, int]:
     """One item of a list and where it ends; `Undecodable` (skipped over) when it cannot be decoded."""
     try:
-        return _DECODER.raw_decode(text, index)
+        return DECODER.raw_decode(text, index)
     except RecursionError:
         reason = "nested too deeply"
     except ValueError:
@@ -248,6 +281,22 @@ def as_timestamp(value: Any) -> float | None:
     before 2000 (a zero time)."""
     if not isinstance(value, str) or not value or len(value) > 64:
         return None
+    seconds = _timestamps.get(value, _UNSEEN)
+    if seconds is _UNSEEN:
+        if len(_timestamps) >= TIMESTAMPS_KEPT:
+            _timestamps.clear()
+        seconds = _timestamps[value] = _parse_timestamp(value)
+    return seconds
+
+
+TIMESTAMPS_KEPT = 4096
+"""Timestamps remembered once parsed: an environment's blocks and agent mostly share a few, so a listing
+parses each once."""
+_UNSEEN = -1.0  # never a result: those are None or after EARLIEST_TIMESTAMP
+_timestamps: dict[str, float | None] = {}
+
+
+def _parse_timestamp(value: str) -> float | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

@@ -1,4 +1,5 @@
-"""Generates docs/metrics.md from the family declarations and the self-metrics, so docs cannot drift.
+"""Generates docs/metrics.md from the family declarations and the self-metric declarations, so docs cannot
+drift.
 
 Run `python -m exporter.docs > docs/metrics.md` (or `make docs`); a test fails when the two differ.
 """
@@ -12,9 +13,9 @@ from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.model import MAX_TOOLS
 from exporter.decode import CUT_MARKER, MAX_LABEL_BYTES
 from exporter.exposition.families import FamilyGroup
-from exporter.health import SELF_METRICS
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.model import MAX_CAPABILITIES
+from exporter.telemetry import Telemetry
 
 HEADER = f"""# Metrics
 
@@ -43,9 +44,9 @@ def _group_rows(group: FamilyGroup[Any]) -> Iterable[tuple[str, str, str, str]]:
 
 
 def _self_rows() -> Iterable[tuple[str, str, str, str]]:
-    for metric in SELF_METRICS:
+    for metric in Telemetry.declarations():
         labels = ", ".join(f"`{label}`" for label in metric.labels) or "—"
-        yield metric.exposed_name, metric.kind, labels, metric.help.replace("|", "\\|")
+        yield metric.exposed_name, metric.exposition_type, labels, metric.help.replace("|", "\\|")
 
 
 def render() -> str:

@@ -17,12 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter.config import split_listen_address
+
 ADDRESS_FILE_VARIABLE = "LENSES_HQ_EXPORTER_ADDRESS_FILE"
 
 
 def local_url(listen_address: str, port: int, tls: bool) -> str:
     """The URL this host reaches a listen address at (`:9100` → http://127.0.0.1:9100)."""
-    host = listen_address.rpartition(":")[0].strip("[]")
+    host, _ = split_listen_address(listen_address)
     if host in ("", "0.0.0.0"):
         host = "127.0.0.1"
     elif host == "::":

@@ -11,9 +11,10 @@ the freeze, so a failure never pins its body for good.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -52,3 +53,26 @@ def settle_after_listing() -> None:
     gc.freeze()
     if _trim is not None:
         _trim(0)
+
+
+_pauses = 0
+_enabled_before_pause = True
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No automatic garbage collection while a listing is decoded and applied: its tens of thousands of new
+    objects would otherwise set off several full collections, each scanning the whole state built so far,
+    only for `settle_after_listing` to freeze that state out of the scans anyway. Nests; what the listing
+    leaves in cycles is collected once collection resumes."""
+    global _pauses, _enabled_before_pause
+    if _pauses == 0:
+        _enabled_before_pause = gc.isenabled()
+        gc.disable()
+    _pauses += 1
+    try:
+        yield
+    finally:
+        _pauses -= 1
+        if _pauses == 0 and _enabled_before_pause:
+            gc.enable()

@@ -11,16 +11,23 @@ from typing import Protocol
 import structlog
 from aiohttp import web
 
-from exporter.config import Settings, shared_labels
+from exporter.config import (
+    Settings,
+    agent_label_name,
+    metadata_label_name,
+    shared_labels,
+    split_listen_address,
+)
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.sync import ConfluentSync
 from exporter.exposition.compaction import Compactor
 from exporter.exposition.store import Store
-from exporter.health import Health, Telemetry
+from exporter.health import Health
 from exporter.lenses import metrics as lenses_metrics
 from exporter.lenses.sync import LensesSync
 from exporter.signals import IGNORED
 from exporter.supervisor import supervise
+from exporter.telemetry import Telemetry
 from exporter.web.app import SERVER_LIMITS, make_app
 from exporter.web.config import load_web_config
 
@@ -37,12 +44,6 @@ class Source(Protocol):
     async def aclose(self) -> None: ...
 
 
-def parse_listen_address(address: str) -> tuple[str | None, int]:
-    """`:9877` → all interfaces; `127.0.0.1:0`, `[::1]:9877` → that host (port 0 picks a free one)."""
-    host, _, port = address.rpartition(":")
-    return host.strip("[]") or None, int(port)
-
-
 class Exporter:
     """The running exporter: store, health, sources and the web server."""
 
@@ -56,12 +57,10 @@ class Exporter:
         # is the HQs' own when they agree, seconds otherwise, and the metadata labels are their union.
         units = {hq.roundtrip_duration_unit for hq in hqs}
         roundtrip_unit = units.pop() if len(units) == 1 else "s"
-        metadata_labels = shared_labels(
-            [hq.metadata_labels for hq in hqs], lenses_metrics.metadata_label_name
-        )
+        metadata_labels = shared_labels([hq.metadata_labels for hq in hqs], metadata_label_name)
         lenses_group = lenses_metrics.build_group(roundtrip_unit, metadata_labels, keep)
         agent_labels = shared_labels(
-            [target.labels for target in settings.confluent.targets], confluent_metrics.agent_label_name
+            [target.labels for target in settings.confluent.targets], agent_label_name
         )
         confluent_group = confluent_metrics.build_group(agent_labels, keep)
         self.store = Store([lenses_group, confluent_group])
@@ -116,11 +115,12 @@ class Exporter:
         await self._runner.setup()
         try:
             for address in self.settings.web.listen_addresses:
-                host, port = parse_listen_address(address)
-                site = web.TCPSite(self._runner, host, port, ssl_context=self.web_config.ssl_context)
+                host, port = split_listen_address(address)
+                site = web.TCPSite(self._runner, host or None, port, ssl_context=self.web_config.ssl_context)
+                bound = len(self._runner.addresses)
                 await site.start()
-                sockets = getattr(site._server, "sockets", None) or []
-                self.ports.append(sockets[0].getsockname()[1] if sockets else port)
+                added = self._runner.addresses[bound:]  # this site's sockets: the port 0 picked
+                self.ports.append(added[0][1] if added else port)
         except BaseException:
             await self._runner.cleanup()
             raise

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from exporter import memory
-from exporter.health import TargetStatus, Telemetry
+from exporter.health import TargetStatus
+from exporter.telemetry import Telemetry
 
 log = structlog.get_logger("exporter.supervisor")
 

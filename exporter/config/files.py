@@ -22,6 +22,18 @@ _KINDS = (
 )
 
 
+FileStamp = tuple[int, int, int, int]
+"""A file's device, inode, modification time (ns) and size: what changes when it is rewritten in place or
+replaced (a Kubernetes secret or certificate rotates by swapping a symlink)."""
+
+
+def file_stamp(path: Path) -> FileStamp:
+    """The file's current `FileStamp`, from a stat (which never blocks, whatever the file is); raises
+    OSError when there is no file to stat."""
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino, status.st_mtime_ns, status.st_size)
+
+
 class UnreadableFile(Exception):
     """A file that cannot be read as asked: `reason` says why (never what it holds)."""
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from exporter.config.files import MAX_SECRET_BYTES, UnreadableFile, read_regular
+from exporter.config.files import MAX_SECRET_BYTES, FileStamp, UnreadableFile, file_stamp, read_regular
 
 # How many past values of a rotating file secret are remembered for log redaction.
 HISTORY = 8
@@ -53,7 +52,7 @@ class Secret:
     file: Path | None = None
     origin: str = ""
     _cached: str | None = field(default=None, init=False, repr=False)
-    _stamp: tuple[int, int, int, int] | None = field(default=None, init=False, repr=False)
+    _stamp: FileStamp | None = field(default=None, init=False, repr=False)
     _history: list[str] = field(default_factory=list, init=False, repr=False)
 
     def __repr__(self) -> str:
@@ -70,8 +69,7 @@ class Secret:
         if self.file is None:
             return self.value or ""
         try:
-            stat = os.stat(self.file)  # a stat does not block, whatever the file has become
-            stamp = (stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            stamp = file_stamp(self.file)
             if stamp != self._stamp or self._cached is None:
                 content, _ = read_regular(self.file, MAX_SECRET_BYTES)
                 value = file_secret_text(content, self.file)

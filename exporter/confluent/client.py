@@ -18,13 +18,12 @@ from exporter import decode
 from exporter.config import ConfluentTarget
 from exporter.config.secrets import SecretUnavailable
 from exporter.confluent.model import compact_agent
-from exporter.health import Telemetry
+from exporter.probe import Probe, probe_from_error
+from exporter.telemetry import Telemetry
 from exporter.upstream import (
-    Probe,
     UpstreamError,
     fetch_json,
     make_client,
-    probe_from_error,
     retrying,
     same_host,
 )

@@ -4,15 +4,11 @@ and `tier`."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
 
+from exporter.config import ConfluentTarget, agent_label_name
 from exporter.confluent.model import FlinkAgent
 from exporter.exposition.families import Family, FamilyGroup, Reader, Sample, counter, gauge, one
-
-if TYPE_CHECKING:  # the configuration imports this module to name label keys and families
-    from exporter.config import ConfluentTarget
 
 COMMON_LABELS = ("organization_id", "environment_id", "kafka_cluster_id", "agent", "tier")
 
@@ -40,11 +36,6 @@ def _tool_count(agent: FlinkAgent) -> Iterable[Sample]:
 def _tool_info(agent: FlinkAgent) -> Iterable[Sample]:
     for tool in agent.tools or ():
         yield (tool,), 1
-
-
-def agent_label_name(key: str) -> str:
-    """`label_<key>` with every character that cannot be in a label name replaced by `_`."""
-    return "label_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
 def _labels(keys: Sequence[str]) -> Reader[FlinkAgent]:

@@ -29,18 +29,16 @@ from exporter.confluent.client import (
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
 from exporter.exposition.families import FamilyGroup, Rendered
 from exporter.exposition.store import Store
-from exporter.health import Health, TargetStatus, Telemetry, stale_after
+from exporter.health import Health, TargetStatus, stale_after
 from exporter.sharding import Shard
 from exporter.supervisor import supervise
-from exporter.upstream import UpstreamError
+from exporter.telemetry import Telemetry
+from exporter.upstream import LISTING_BATCH, UpstreamError
 
 log = structlog.get_logger("exporter.confluent")
 
 START_STEP = 0.2
 """Seconds between the first polls of consecutive targets (each with jitter inside its slot)."""
-
-RENDER_BATCH = 100
-"""Agents decoded and rendered between two yields to the event loop."""
 
 INTERVAL_JITTER = 0.1
 """Each poll interval is stretched or shrunk by up to this fraction, so targets do not fall into step."""
@@ -173,7 +171,7 @@ class ConfluentSync:
         invalid = 0
         skipped = 0
         for index, raw in enumerate(listing.items):
-            if index % RENDER_BATCH == RENDER_BATCH - 1:
+            if index % LISTING_BATCH == LISTING_BATCH - 1:
                 await asyncio.sleep(0)  # ten thousand agents take half a second: let scrapes in between
             cuts: list[str] = []
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard
 
+from exporter.confluent.metrics import COMMON_LABELS
 from exporter.dashboards.common import (
     AMBER,
     GREEN,
@@ -26,8 +27,8 @@ UID = "lenses-hq-flink-agents"
 
 FILTER = f'{JOB}, tier=~"$tier", environment_id=~"$environment"'
 
-AGENT = "organization_id, environment_id, kafka_cluster_id, agent, tier"
-"""The labels that identify one agent."""
+AGENT = ", ".join(COMMON_LABELS)
+"""The labels that identify one agent, as the Confluent families declare them."""
 
 
 def per_agent(metric: str, by: str = "", extra: str = "") -> str:

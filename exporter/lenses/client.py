@@ -9,13 +9,12 @@ from urllib.parse import quote
 from exporter import decode
 from exporter.config import LensesSettings
 from exporter.config.secrets import SecretUnavailable
-from exporter.health import Telemetry
+from exporter.probe import Probe, probe_from_error
+from exporter.telemetry import Telemetry
 from exporter.upstream import (
-    Probe,
     UpstreamError,
     fetch_json,
     make_client,
-    probe_from_error,
     retrying,
 )
 

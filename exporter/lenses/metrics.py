@@ -4,15 +4,14 @@ HQs with an environment of the same name never merge."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Sequence
 
+from exporter.config import ROUNDTRIP_UNITS as ROUNDTRIP_UNITS
+from exporter.config import metadata_label_name
 from exporter.exposition.families import FamilyGroup, Reader, Sample, counter, gauge, one
 from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
 
 COMMON_LABELS = ("environment", "tier", "target")
-
-ROUNDTRIP_UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def _section_value(section: str, key: str) -> Reader[Environment]:
@@ -66,11 +65,6 @@ def _sections_updated(environment: Environment) -> Iterable[Sample]:
             block = agent.sections.get(name)
             if block is not None and block.updated_at is not None:
                 yield (name,), block.updated_at
-
-
-def metadata_label_name(key: str) -> str:
-    """`metadata_<key>` with every character that cannot be in a label name replaced by `_`."""
-    return "metadata_" + re.sub(r"[^a-zA-Z0-9_]", "_", key)
 
 
 def _metadata(keys: Sequence[str]) -> Reader[Environment]:

@@ -3,6 +3,7 @@ becomes None and drops only the series it feeds."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -36,6 +37,9 @@ INVALID_FIELDS = (
 )
 """The field names decoding may drop and count (`lenses_hq_exporter_invalid_fields_total{field}`) that are
 known in advance; label values cut to size add their own (`name`, `capability`, `metadata`, ...)."""
+
+LARGEST_INTEGER = 2**1023
+"""Integers at least this large take the general path (`as_count`): `float()` may overflow on them."""
 
 MAX_CAPABILITIES = 64
 """Capabilities kept per agent (each one is a series); more are cut and counted."""
@@ -153,7 +157,13 @@ def _section(raw: Any, name: str, invalid: list[str]) -> Section | None:
         return None
     numbers: list[float | None] = []
     for key in SECTION_FIELDS[name]:
-        number, negative = as_count(block.get(key))
+        value: Any = block.get(key)
+        kind = type(value)
+        # The common case first: a plain non-negative JSON number (NaN fails the comparison).
+        if (kind is int and 0 <= value < LARGEST_INTEGER) or (kind is float and 0.0 <= value < math.inf):
+            numbers.append(float(value))
+            continue
+        number, negative = as_count(value)
         numbers.append(number)
         if negative:
             invalid.append(key)
@@ -245,3 +255,18 @@ def decode_environment(raw: Any, metadata_keys: Collection[str] = ()) -> Environ
         metadata=_metadata(raw.get("metadata"), metadata_keys, invalid),
         invalid_fields=tuple(invalid),
     )
+
+
+def with_transitions(environment: Environment, held: Environment | None, now: float) -> Environment:
+    """The environment carrying the connectivity changes counted so far (by the held state it replaces),
+    plus one if its connectivity differs from the last known one."""
+    if held is None:
+        return (
+            environment
+            if environment.transitions == NO_TRANSITIONS
+            else replace(environment, transitions=NO_TRANSITIONS)
+        )
+    transitions = held.transitions.after(held.agent_connected, environment.agent_connected, now)
+    if transitions == environment.transitions:
+        return environment
+    return replace(environment, transitions=transitions)

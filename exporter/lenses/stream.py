@@ -1,26 +1,24 @@
-"""Reading HQ's live Server-Sent-Events stream with bounded memory.
-
-httpx-sse opens the stream (`aconnect_sse` sets the SSE request headers) and its `ServerSentEvent` is the
-event type, but its line and event decoders buffer without limit and drop the partial-event state we need,
-so the framing below is our own: it follows the WHATWG event-stream rules (`\\n`, `\\r\\n` or `\\r` line ends,
-comments, multi-line `data:`, `id:` carried over, `retry:`) and never holds more than `max_event_bytes` of one
-event; a larger event is skipped whole and reported as `OVERSIZE`.
+"""HQ's live stream, kept open: connecting (with `Last-Event-ID`), reading events with bounded memory
+(framing in `exporter.lenses.framing`), and reconnecting after `retry:`, an idle timeout or a failure, with
+capped exponential backoff. `LiveStream` yields the events and the stream's state changes; what they mean
+for the exported state is the sync's business.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
-import re
-from collections.abc import AsyncIterator, Callable
+import contextlib
+import random
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Final
+from typing import Literal
 
 import httpx
-from httpx_sse import ServerSentEvent, aconnect_sse
+from httpx_sse import aconnect_sse
 
 from exporter.inflate import SLICE, InflateError, Inflater
+from exporter.lenses.framing import Event, EventParser
 from exporter.upstream import (
     UpstreamError,
     deadline_exceeded,
@@ -30,10 +28,10 @@ from exporter.upstream import (
     transport_error,
 )
 
-OVERSIZE: Final = ServerSentEvent(event="oversize")
-"""Stands in for an event that was larger than the cap and was dropped."""
-
-_LINE_END = re.compile(r"\r\n|\r|\n")
+RECONNECT_BACKOFF_MAX = 60.0
+"""Seconds at most between two connections after failures (and the cap on a server's `retry:`)."""
+RECONNECT_FLOOR = 0.5
+"""Seconds at least between two connections of the stream, whatever `retry:` says."""
 
 
 class StreamUnavailable(Exception):
@@ -43,124 +41,6 @@ class StreamUnavailable(Exception):
         super().__init__(f"live stream answered HTTP {status}")
         self.status = status
         self.request_id = request_id
-
-
-MAX_EVENT_ID = 256
-"""The longest `id:` kept to be sent back as `Last-Event-ID`."""
-
-
-def usable_event_id(value: str) -> bool:
-    """Whether an `id:` can go back in a `Last-Event-ID` header: short, printable ASCII (the empty id, which
-    resets it, included). Anything else would fail or bloat every reconnect."""
-    return len(value) <= MAX_EVENT_ID and value.isascii() and (value.isprintable() or not value)
-
-
-class EventParser:
-    """Incremental, bounded event-stream parser: feed bytes, get complete events. An `id:` that cannot be
-    sent back (see `usable_event_id`) resets the last event id and is reported to `on_invalid_id`."""
-
-    def __init__(self, max_event_bytes: int, on_invalid_id: Callable[[], None] = lambda: None) -> None:
-        self.max_event_bytes = max_event_bytes
-        self.on_invalid_id = on_invalid_id
-        self.last_event_id = ""
-        self.retry_ms: int | None = None
-        self.new_connection()
-
-    def new_connection(self) -> None:
-        """Forget a half-received event (a connection that broke mid-event); keep the id and `retry:`."""
-        self._text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._partial: list[str] = []
-        self._partial_size = 0
-        self._pending_cr = False
-        self._reset_event()
-        self._discarding = False
-        self._dropping_line = False  # the start of the current line was dropped (too large)
-
-    def _reset_event(self) -> None:
-        self._event = ""
-        self._data: list[str] = []
-        self._has_data = False
-        self._size = 0
-
-    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
-        """Parse a chunk; returns the events it completed (OVERSIZE for each dropped one)."""
-        text = self._text.decode(chunk)
-        if not text:  # an empty chunk, or half a character: a pending \r waits for what follows
-            return []
-        if self._pending_cr and text.startswith("\n"):
-            text = text[1:]
-        self._pending_cr = text.endswith("\r")
-        pieces = _LINE_END.split(text)
-        events: list[ServerSentEvent] = []
-        for piece in pieces[:-1]:
-            if self._dropping_line:  # the end of a dropped line, not a blank line
-                self._dropping_line = False
-                continue
-            if self._partial:
-                self._partial.append(piece)
-                piece = "".join(self._partial)
-                self._partial, self._partial_size = [], 0
-            self._line(piece, events)
-        tail = pieces[-1]
-        if tail and not self._partial and tail.startswith(":"):
-            self._dropping_line = True  # a comment, ignored whatever its length
-        elif tail and not self._dropping_line:
-            self._partial_size += len(tail)
-            if self._partial_size + self._size > self.max_event_bytes:
-                # A line that alone exceeds the cap: forget it, skip the rest of its event.
-                self._partial, self._partial_size = [], 0
-                self._start_discarding()
-                self._dropping_line = True
-            elif self._discarding:
-                self._partial_size = 0
-                self._dropping_line = True
-            else:
-                self._partial.append(tail)
-        return events
-
-    def _start_discarding(self) -> None:
-        self._reset_event()
-        self._discarding = True
-
-    def _line(self, line: str, events: list[ServerSentEvent]) -> None:
-        if not line:
-            if self._discarding:
-                self._discarding = False
-                events.append(OVERSIZE)
-            elif self._has_data:
-                events.append(
-                    ServerSentEvent(
-                        event=self._event or "message",
-                        data="\n".join(self._data),
-                        id=self.last_event_id,
-                        retry=self.retry_ms,
-                    )
-                )
-            self._reset_event()
-            return
-        if self._discarding or line.startswith(":"):
-            return
-        self._size += len(line)
-        if self._size > self.max_event_bytes:
-            self._start_discarding()
-            return
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-            self._has_data = True
-        elif name == "event":
-            self._event = value
-        elif name == "id":
-            if usable_event_id(value):
-                self.last_event_id = value
-            else:
-                self.last_event_id = ""  # reconnect without one: the re-list after it catches up
-                self.on_invalid_id()
-        # isdigit() alone admits "²", which int() refuses; and int() refuses more than 4300 digits.
-        elif name == "retry" and value.isascii() and value.isdigit() and len(value) <= 18:
-            self.retry_ms = int(value)
 
 
 MAX_BYTES_PER_SECOND = 16 * 1024 * 1024
@@ -177,7 +57,7 @@ class OpenStream:
     response: httpx.Response
     parser: EventParser
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
+    async def events(self) -> AsyncIterator[Event]:
         """Events until the server closes the stream; read failures raise `UpstreamError`, and so does a
         stream that inflates too far or sends more than `MAX_BYTES_PER_SECOND` on average (beyond
         `BURST_BYTES`). Decompressed bytes are parsed a slice at a time, with a turn of the event loop in
@@ -262,3 +142,99 @@ async def connect_stream(
 async def _read_some(response: httpx.Response, limit: int = 65536) -> bytes:
     """At most `limit` bytes of an error body (enough for its request id)."""
     return await read_bounded(response, limit, "stream", truncate=True)
+
+
+StreamState = Literal["opening", "connected", "reconnecting", "unavailable"]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChange:
+    """A change of the live stream's state. `opening`: a connection is being attempted (the exported state
+    stays what it was until it opens or fails); `connected`: open, with the upstream's request id;
+    `reconnecting`: closed by the server (no `error`) or failed (`error`), the next attempt `retry_in`
+    seconds away; `unavailable`: the server has no live stream (`unavailable`), probed again later."""
+
+    state: StreamState
+    request_id: str = ""
+    error: UpstreamError | None = None
+    unavailable: StreamUnavailable | None = None
+    retry_in: float = 0.0
+
+
+@dataclass
+class LiveStream:
+    """The live stream across connections: iterate `changes()` for its events and state changes, forever.
+
+    A clean close waits the server's `retry:` before reconnecting; a failure backs off exponentially with
+    jitter (failures counted since the last event received, so a stream that opens and dies keeps backing
+    off) or waits the `Retry-After` the server sent. A backoff after a failure to open ends early when
+    `woken` is set (the upstream answered meanwhile, e.g. a listing succeeded)."""
+
+    client: httpx.AsyncClient
+    url: str
+    headers: Callable[[], dict[str, str]]
+    parser: EventParser
+    deadline: float | None
+    unavailable_probe_interval: float
+    woken: asyncio.Event
+    request_id: str = ""
+
+    async def changes(self) -> AsyncGenerator[Event | StreamChange]:
+        """Events as they arrive, with a `StreamChange` at each change of state; never ends by itself."""
+        failures = 0
+        while True:
+            yield StreamChange("opening")
+            opened = False
+            try:
+                async with connect_stream(
+                    self.client, self.url, self.headers(), self.parser, self.deadline
+                ) as stream:
+                    opened, self.request_id = True, stream.request_id
+                    yield StreamChange("connected", stream.request_id)
+                    async for event in stream.events():
+                        failures = 0
+                        yield event
+                delay, wake_early = retry_delay(self.parser.retry_ms, failures), False
+                yield StreamChange("reconnecting", retry_in=delay)
+            except StreamUnavailable as unavailable:
+                delay, wake_early = self.unavailable_probe_interval, False
+                yield StreamChange(
+                    "unavailable", unavailable.request_id, unavailable=unavailable, retry_in=delay
+                )
+            except UpstreamError as error:
+                failures += 1
+                delay = (
+                    error.retry_after
+                    if error.retry_after is not None
+                    else retry_delay(self.parser.retry_ms, failures)
+                )
+                # Only a stream that could not even open may be woken early: one that opens and dies would
+                # otherwise loop through a re-list (each open asks for one) and a reconnect.
+                wake_early = error.retry_after is None and not opened
+                yield StreamChange("reconnecting", error.request_id, error=error, retry_in=delay)
+            await self._wait(delay, wake_early)
+
+    async def _wait(self, delay: float, wake_early: bool) -> None:
+        """Wait before reconnecting; a backoff (not a wait the upstream asked for) ends early when `woken`
+        is set meanwhile: the upstream is back, so the stream need not lag the poll by up to a minute."""
+        if not wake_early:
+            await asyncio.sleep(delay)
+            return
+        self.woken.clear()
+        with contextlib.suppress(TimeoutError):
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that arrives as the
+            # event is set, and a loop that cannot be cancelled hangs the shutdown.
+            async with asyncio.timeout(delay):
+                await self.woken.wait()
+
+
+def retry_delay(retry_ms: int | None, failures: int) -> float:
+    """The server's `retry:` after a clean close; capped exponential backoff with jitter after failures.
+    A `retry:` above the backoff cap is capped too (a server cannot park the stream for a day), and none is
+    shorter than `RECONNECT_FLOOR` (nor can it make the exporter reconnect in a busy loop)."""
+    base = min(max((retry_ms or 5000) / 1000.0, RECONNECT_FLOOR), RECONNECT_BACKOFF_MAX)
+    if failures == 0:
+        return base
+    return max(
+        RECONNECT_FLOOR, random.uniform(base / 2, min(RECONNECT_BACKOFF_MAX, base * 2 ** min(failures, 6)))
+    )

@@ -11,7 +11,8 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import exposition, openmetrics
 
 from exporter.exposition.store import Store
-from exporter.health import Health, Telemetry
+from exporter.health import Health
+from exporter.telemetry import Telemetry
 from exporter.web import landing as landing_page
 
 WRITE_BATCH_BYTES = 1 << 20

@@ -1,8 +1,8 @@
 """The listener's web-config file, in Prometheus exporter-toolkit's format: TLS, mTLS, basic auth, response
 headers and a rate limit.
 
-Parsed strictly, as exporter-toolkit does: an unknown key, a wrong type, an unreadable certificate, a bad
-bcrypt hash or an unknown TLS version is a `ConfigError` naming the field, e.g.
+Parsed strictly, as exporter-toolkit does: a duplicate or unknown key, a wrong type, an unreadable
+certificate, a bad bcrypt hash or an unknown TLS version is a `ConfigError` naming the field, e.g.
 `web.config_file: tls_server_config.cert_file: cannot read /x.pem: No such file or directory`.
 Relative paths are taken from the web-config file's directory. The file is read once at start; certificate,
 key and client CA files are re-read when they change (see `exporter.web.tls.ServerTLS`).
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
-import yaml
 from aiohttp.typedefs import Middleware
 
 from exporter.config import ConfigError
-from exporter.config.files import MAX_CONFIG_BYTES, UnreadableFile, read_regular
+from exporter.config.files import UnreadableFile
+from exporter.config.reader import YAMLProblem, join, parse_yaml, read_text
 from exporter.web.auth import BasicAuth, RateLimit
 from exporter.web.tls import (
     CIPHER_SUITES,
@@ -101,10 +101,6 @@ class WebConfigFile:
     rate_limit_burst: int = 0
 
 
-def _join(where: str, key: str) -> str:
-    return f"{where}.{key}" if where else key
-
-
 def _kind(value: object) -> str:
     if value is None:
         return "nothing"
@@ -122,7 +118,7 @@ def _mapping(value: object, where: str, known: tuple[str, ...] | None = None) ->
         if not isinstance(key, str):
             raise web_config_error(where, f"key {key!r} is not a string (quote it)")
         if known is not None and key not in known:
-            raise web_config_error(_join(where, key), f"unknown key (expected one of: {', '.join(known)})")
+            raise web_config_error(join(where, key), f"unknown key (expected one of: {', '.join(known)})")
     return value
 
 
@@ -131,7 +127,7 @@ def _string(section: dict[str, object], key: str, where: str) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str):
-        raise web_config_error(_join(where, key), f"expected a string, got {_kind(value)}")
+        raise web_config_error(join(where, key), f"expected a string, got {_kind(value)}")
     return value
 
 
@@ -140,7 +136,7 @@ def _boolean(section: dict[str, object], key: str, where: str, default: bool) ->
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise web_config_error(_join(where, key), f"expected true or false, got {_kind(value)}")
+        raise web_config_error(join(where, key), f"expected true or false, got {_kind(value)}")
     return value
 
 
@@ -149,7 +145,7 @@ def _strings(section: dict[str, object], key: str, where: str) -> tuple[str, ...
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise web_config_error(_join(where, key), f"expected a list of strings, got {_kind(value)}")
+        raise web_config_error(join(where, key), f"expected a list of strings, got {_kind(value)}")
     return tuple(value)
 
 
@@ -204,7 +200,7 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
     if not (key_file or key):
         raise web_config_error(f"{where}.key_file", "required when TLS is configured (or key)")
 
-    auth_type = client_auth_type or "NoClientCert"
+    auth_type = client_auth_type or TLSServerSettings.client_auth_type
     if auth_type not in VERIFY_MODES:
         raise web_config_error(
             f"{where}.client_auth_type",
@@ -225,15 +221,16 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
             "requires client_auth_type RequireAnyClientCert or RequireAndVerifyClientCert",
         )
 
-    versions = {}
-    for version_key, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        name = _string(section, version_key, where) or default
-        if name not in TLS_VERSIONS:
+    versions: dict[str, ssl.TLSVersion] = {}
+    for version_key in ("min_version", "max_version"):
+        name = _string(section, version_key, where)
+        if name is not None and name not in TLS_VERSIONS:
             raise web_config_error(
                 f"{where}.{version_key}",
                 f"unknown TLS version {name!r} (expected one of: {', '.join(TLS_VERSIONS)})",
             )
-        versions[version_key] = TLS_VERSIONS[name]
+        default: ssl.TLSVersion = getattr(TLSServerSettings, version_key)
+        versions[version_key] = TLS_VERSIONS[name] if name is not None else default
     if versions["min_version"] > versions["max_version"]:
         raise web_config_error(f"{where}.min_version", "is above max_version")
 
@@ -251,7 +248,9 @@ def _parse_tls(value: object, directory: Path) -> TLSServerSettings | None:
         cipher_suites=_choices(
             _strings(section, "cipher_suites", where), CIPHER_SUITES, f"{where}.cipher_suites"
         ),
-        prefer_server_cipher_suites=_boolean(section, "prefer_server_cipher_suites", where, True),
+        prefer_server_cipher_suites=_boolean(
+            section, "prefer_server_cipher_suites", where, TLSServerSettings.prefer_server_cipher_suites
+        ),
         curve_preferences=_choices(
             _strings(section, "curve_preferences", where), CURVES, f"{where}.curve_preferences"
         ),
@@ -299,20 +298,20 @@ def parse_web_config(document: object, directory: Path) -> WebConfigFile:
     top = _mapping(document, "", TOP_KEYS)
     http = _mapping(top.get("http_server_config"), "http_server_config", HTTP_KEYS)
     rate = _mapping(top.get("rate_limit"), "rate_limit", RATE_LIMIT_KEYS)
-    interval_value = rate.get("interval", 0)
+    interval_value = rate.get("interval", WebConfigFile.rate_limit_interval)
     interval = 0.0 if interval_value == 0 else None
     if isinstance(interval_value, str):
         interval = parse_go_duration(interval_value)
     if interval is None or isinstance(interval_value, bool):
         raise web_config_error("rate_limit.interval", f"expected a duration like 1s, got {interval_value!r}")
-    burst = rate.get("burst", 0)
+    burst = rate.get("burst", WebConfigFile.rate_limit_burst)
     if not isinstance(burst, int) or isinstance(burst, bool) or burst < 0:
         raise web_config_error("rate_limit.burst", f"expected a whole number, got {_kind(burst)}")
     if interval > 0 and burst < 1:
         raise web_config_error("rate_limit.burst", "must be at least 1 when rate_limit.interval is set")
     return WebConfigFile(
         tls=_parse_tls(top.get("tls_server_config"), directory),
-        http2=_boolean(http, "http2", "http_server_config", True),
+        http2=_boolean(http, "http2", "http_server_config", WebConfigFile.http2),
         headers=_parse_headers(http.get("headers")),
         basic_auth_users=_parse_users(top.get("basic_auth_users")),
         rate_limit_interval=interval,
@@ -321,19 +320,19 @@ def parse_web_config(document: object, directory: Path) -> WebConfigFile:
 
 
 def _read_document(path: Path) -> object:
+    """The file's document, read and loaded as the main configuration file is (duplicate keys refused)."""
     try:
-        text = read_regular(path, MAX_CONFIG_BYTES)[0].decode("utf-8")
+        text, _ = read_text(path)
     except UnreadableFile as error:
         raise ConfigError(f"{WEB_CONFIG_FIELD}: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{WEB_CONFIG_FIELD}: {path} is not UTF-8 text") from None
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or "cannot be parsed"
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{WEB_CONFIG_FIELD}: {path} is not valid YAML: {problem}{where}") from None
+        return parse_yaml(text)
+    except YAMLProblem as error:
+        raise ConfigError(
+            f"{WEB_CONFIG_FIELD}: {path} is not valid YAML: {error.problem}{error.location}"
+        ) from None
 
 
 def load_web_config(path: Path | None) -> WebConfig:

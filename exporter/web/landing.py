@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 from exporter import __version__
 from exporter.config import format_duration
-from exporter.health import Health, TargetStatus, Telemetry
+from exporter.health import Health, TargetStatus
+from exporter.telemetry import Telemetry
 
 DOCS_URL = "https://github.com/lenses-hq-exporter/lenses-hq-exporter#readme"
 COLUMNS = ("source", "target", "state", "last success", "objects", "live stream", "reconnects", "last error")

@@ -4,7 +4,6 @@ when a certificate, key or client CA file changes, and the client-certificate SA
 from __future__ import annotations
 
 import ipaddress
-import os
 import ssl
 import tempfile
 import warnings
@@ -17,7 +16,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from exporter.config import ConfigError
-from exporter.config.files import MAX_CONFIG_BYTES, UnreadableFile, read_regular
+from exporter.config.files import MAX_CONFIG_BYTES, FileStamp, UnreadableFile, file_stamp, read_regular
 
 log = structlog.get_logger("exporter.web.tls")
 
@@ -216,15 +215,13 @@ def build_server_context(settings: TLSServerSettings) -> ssl.SSLContext:
     return context
 
 
-def _file_stamp(paths: Sequence[Path]) -> tuple[tuple[int, int, int, int] | None, ...]:
-    stamps: list[tuple[int, int, int, int] | None] = []
+def _file_stamps(paths: Sequence[Path]) -> tuple[FileStamp | None, ...]:
+    stamps: list[FileStamp | None] = []
     for path in paths:
         try:
-            stat = os.stat(path)
+            stamps.append(file_stamp(path))
         except OSError:
             stamps.append(None)
-        else:
-            stamps.append((stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size))
     return tuple(stamps)
 
 
@@ -237,13 +234,13 @@ class ServerTLS:
     def __init__(self, settings: TLSServerSettings) -> None:
         self.settings = settings
         self._paths = settings.files()
-        self._stamp = _file_stamp(self._paths)
+        self._stamp = _file_stamps(self._paths)
         self.context = build_server_context(settings)
         self._current = self.context
         self.context.sni_callback = self._on_client_hello  # called for every ClientHello, SNI or not
 
     def _on_client_hello(self, connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-        stamp = _file_stamp(self._paths)
+        stamp = _file_stamps(self._paths)
         if stamp != self._stamp:
             self._stamp = stamp
             try:

@@ -9,9 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from exporter.arguments import read_settings
 from exporter.config import (
+    DEADLINE_FACTOR,
     ConfigError,
+    ConfluentSettings,
+    ConfluentTarget,
+    LensesSettings,
+    MetricsSettings,
     Settings,
+    WebSettings,
     format_duration,
     load_settings,
     parse_duration,
@@ -28,7 +35,8 @@ def write(directory: Path, text: str, name: str = "config.yml", mode: int = 0o60
 
 
 def load(directory: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
-    return load_settings(write(directory, text), environ or {})
+    """The settings as the command line reads them: the file, and its family lists checked."""
+    return read_settings(write(directory, text), environ or {})
 
 
 def error_of(directory: Path, text: str, environ: dict[str, str] | None = None) -> str:
@@ -520,3 +528,26 @@ def test_request_deadline_shorter_than_the_timeout_names_the_field(tmp_path: Pat
     assert target_error(
         tmp_path, "api_key: key-1234", "api_key: key-1234\n      request_deadline: 1s"
     ).startswith("confluent.targets[0].request_deadline: must be at least timeout (10s), got 1s")
+
+
+def test_a_minimal_file_reads_to_the_settings_own_defaults(tmp_path: Path) -> None:
+    """The reader takes each default from the settings dataclass: what a file leaves out is the field's
+    default, for every field (the request deadline is resolved from the timeout)."""
+    settings = load(tmp_path, LENSES + TARGET)
+    (hq,) = settings.hqs
+    assert hq == LensesSettings(
+        name=hq.name, url=hq.url, token=hq.token, request_deadline=DEADLINE_FACTOR * LensesSettings.timeout
+    )
+    (target,) = settings.confluent.targets
+    assert target == ConfluentTarget(
+        name=target.name,
+        url=target.url,
+        organization_id=target.organization_id,
+        environment_id=target.environment_id,
+        api_key=target.api_key,
+        api_secret=target.api_secret,
+        request_deadline=DEADLINE_FACTOR * ConfluentTarget.timeout,
+    )
+    assert settings.confluent == ConfluentSettings(targets=(target,))
+    assert (settings.web, settings.metrics) == (WebSettings(), MetricsSettings())
+    assert (settings.log_level, settings.log_format) == (Settings.log_level, Settings.log_format)

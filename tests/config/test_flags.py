@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from exporter import __version__
-from exporter.cli import parse_arguments, settings_from_arguments
+from exporter.arguments import parse_arguments, settings_from_arguments
 from tests.service.test_cli import HQ_TOKEN, assert_usage_error, clean_environment, run_cli, running, write
 from tests.support import eventually, find, free_port, parse_samples
 from tests.web.test_listener_security import PKI, hashed

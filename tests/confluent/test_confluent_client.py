@@ -24,7 +24,7 @@ from exporter.confluent.client import (
     page_token_of,
     probe,
 )
-from exporter.health import Telemetry
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError
 
 ORGANIZATION = "7f5c1a2e-0000-4000-8000-000000000001"

@@ -10,10 +10,10 @@ import httpx
 
 import exporter as exporter_package
 from exporter.config import ConfluentSettings, Settings, WebSettings
-from exporter.health import FAILURE_REASONS
 from exporter.service import Exporter
 from exporter.simulator.server import Simulator
-from exporter.upstream import reason_for_status
+from exporter.telemetry import FAILURE_REASONS
+from exporter.upstream_errors import reason_for_status
 from tests.confluent.test_confluent_sync import KEY, SECRET, target_for
 from tests.lenses.lenses_fixtures import lenses_settings, simulator_options
 from tests.support import eventually, find, promtool_check_metrics, scrape

@@ -16,6 +16,8 @@ from tests.faults.rig import API_KEY, API_SECRET, RECOVERY_DEADLINE, SOURCES, Ri
 DEPTH = 1000
 BOMB = b"[" * DEPTH + b"]" * DEPTH
 HUGE = b"1" * 5000
+STREAM_BOMB = b"[" * 10_000 + b"]" * 10_000
+"""A stream event nested far deeper than any recursive decoder's stack."""
 
 
 def hostile_environment(row: str) -> tuple[bytes, str | None]:
@@ -160,13 +162,14 @@ async def test_one_undecodable_object_leaves_the_rest_of_the_listing(
             )
 
 
-async def test_a_stream_event_nested_a_thousand_deep_is_dropped_and_the_stream_goes_on(
+async def test_a_stream_event_nested_ten_thousand_deep_is_dropped_and_both_loops_go_on(
     reliability: Collector,
 ) -> None:
     async with rig() as running:
         await running.healthy()
-        before = (await running.state()).events.get("invalid", 0)
-        running.sim.faults.sse_inject(b"event: environment_updated\ndata: " + BOMB + b"\n\n")
+        start = await running.state()
+        before = start.events.get("invalid", 0)
+        running.sim.faults.sse_inject(b"event: environment_updated\ndata: " + STREAM_BOMB + b"\n\n")
         shown, _ = await running.until(
             lambda s: s.events.get("invalid", 0) > before,
             deadline=RECOVERY_DEADLINE,
@@ -182,6 +185,12 @@ async def test_a_stream_event_nested_a_thousand_deep_is_dropped_and_the_stream_g
             what="the next event applied",
         )
         assert state.up["lenses"] == 1
+        # And the listing loop goes on beside it.
+        await running.until(
+            lambda s: s.last_success["lenses"] > start.last_success["lenses"] and s.up["lenses"] == 1,
+            deadline=RECOVERY_DEADLINE,
+            what="a listing after the event",
+        )
         reliability.record(
             Outcome(
                 "sse-nesting-bomb",

@@ -9,7 +9,8 @@ import time
 
 from aiohttp import web
 
-from exporter.lenses.sync import RECONNECT_FLOOR, RELIST_MIN_GAP
+from exporter.lenses.stream import RECONNECT_FLOOR
+from exporter.lenses.sync import RELIST_MIN_GAP
 from tests.faults.hostile import (
     agents_body,
     good_agents,

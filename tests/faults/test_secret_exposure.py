@@ -13,8 +13,8 @@ import pytest
 from exporter.config import ConfigError, load_settings
 from exporter.config.secrets import Secret
 from exporter.confluent.client import ConfluentClient
-from exporter.health import Telemetry
 from exporter.lenses.client import LensesClient
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError
 from tests.faults.rig import SOURCES, rig, simulator_options
 from tests.support import free_port

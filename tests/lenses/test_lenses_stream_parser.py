@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import json
+
+from httpx_sse import ServerSentEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter.lenses.stream import OVERSIZE, EventParser
+from exporter.lenses.framing import OVERSIZE, Event, EventParser, SnapshotEnd, SnapshotItems
 
 
 def feed_all(parser: EventParser, chunks: list[bytes]) -> list[tuple[str, str, str]]:
-    events = []
+    """Each event as (name, data, id); a snapshot streamed item by item as its items' JSON (or its error)."""
+    events: list[Event] = []
     for chunk in chunks:
         events.extend(parser.feed(chunk))
-    return [(e.event, e.data, e.id) for e in events]
+    out, items = [], []
+    for e in events:
+        if isinstance(e, SnapshotItems):
+            items += e.items
+        elif isinstance(e, SnapshotEnd):
+            out.append(("snapshot", e.error or json.dumps({"items": items}), e.id))
+            items = []
+        else:
+            out.append((e.event, e.data, e.id))
+    return out
 
 
 def test_events_with_every_line_ending_and_multiline_data() -> None:
@@ -30,16 +43,22 @@ def test_events_with_every_line_ending_and_multiline_data() -> None:
                 "event: environment_deleted",
                 'data: {"name": "a"}',
                 "",
+                "id: 3",
+                "event: environment_updated",
+                'data: {"name":',
+                'data: "b"}',
+                "",
                 "",
             ]
         )
         parser = EventParser(1024)
         assert feed_all(parser, [text.encode()]) == [
-            ("snapshot", '{"items":\n[]}', "1"),
+            ("snapshot", '{"items": []}', "1"),
             ("environment_deleted", '{"name": "a"}', "2"),
+            ("environment_updated", '{"name":\n"b"}', "3"),
         ], repr(end)
         assert parser.retry_ms == 5000
-        assert parser.last_event_id == "2"
+        assert parser.last_event_id == "3"
 
 
 def test_chunk_boundaries_anywhere_give_the_same_events() -> None:
@@ -94,15 +113,16 @@ def test_arbitrary_bytes_never_raise(data: bytes, chunk: int) -> None:
     parser = EventParser(256)
     for start in range(0, len(data), chunk):
         for event in parser.feed(data[start : start + chunk]):
-            assert event is OVERSIZE or len(event.data) <= 256
+            assert not isinstance(event, ServerSentEvent) or event is OVERSIZE or len(event.data) <= 256
 
 
 def test_a_new_connection_forgets_the_half_event_but_keeps_id_and_retry() -> None:
     parser = EventParser(1024)
     parser.feed(b'retry: 300\nid: 9\n\nevent: environment_updated\ndata: {"name": "ha')
     parser.new_connection()
-    events = parser.feed(b"event: snapshot\ndata: {}\n\n")
-    assert [(e.event, e.data) for e in events] == [("snapshot", "{}")]
+    assert feed_all(parser, [b'event: snapshot\ndata: {"items": []}\n\n']) == [
+        ("snapshot", '{"items": []}', "9")
+    ]
     assert (parser.last_event_id, parser.retry_ms) == ("9", 300)
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 from exporter.confluent import metrics as confluent_metrics
-from exporter.health import Telemetry
 from exporter.lenses import metrics as lenses_metrics
+from exporter.telemetry import Telemetry
 
 QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
 SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\s*\{")

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from alerts import generate
-from exporter.alerts.rules import PREFIX, RUNBOOK_URL, AlertSettings, render, rule_file
+from exporter.alerts.groups import PREFIX
+from exporter.alerts.rules import RUNBOOK_URL, AlertSettings, render, rule_file
 from tests.mixin.metric_contract import contract_names, metric_names
 from tests.support import eventually, free_port, require_binary
 

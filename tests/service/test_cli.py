@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from exporter import __version__
-from exporter.cli import parse_arguments, settings_from_arguments, with_command
+from exporter.arguments import parse_arguments, settings_from_arguments, with_command
 from exporter.simulator.server import Simulator, SimulatorOptions
 from tests.support import eventually, find, scrape
 
@@ -218,6 +218,15 @@ def test_check_refuses_an_unknown_family_naming_the_field(tmp_path: Path) -> Non
     result = run_cli("check", f"--config.file={config}", environ=clean_environment())
     assert result.returncode == 2
     assert "metrics.deny[0]: unknown family 'lenses_nope'" in result.stderr
+
+
+def test_run_refuses_an_unknown_family_at_startup_naming_the_field(tmp_path: Path) -> None:
+    config = write(
+        tmp_path, f"lenses: {{url: http://hq, token: {HQ_TOKEN}}}\nmetrics: {{allow: ['flink_*']}}\n"
+    )
+    result = run_cli("run", f"--config.file={config}", "--web.listen-address=127.0.0.1:0")
+    assert_usage_error(result, "metrics.allow[0]")
+    assert "glob matches no family 'flink_*'" in result.stderr
 
 
 def test_check_warns_about_a_world_readable_file_with_secrets(tmp_path: Path) -> None:
@@ -534,6 +543,16 @@ def test_check_validates_the_web_config_file(tmp_path: Path) -> None:
     )
     result = run_cli("check", f"--config.file={config}")
     assert_usage_error(result, "tls_server_config")
+
+
+def test_check_refuses_a_duplicate_key_in_the_web_config_file(tmp_path: Path) -> None:
+    write(tmp_path, "rate_limit:\n  interval: 1s\n  interval: 2s\n  burst: 1\n", name="web.yml")
+    config = write(
+        tmp_path, f"web:\n  config_file: web.yml\nlenses:\n  url: http://hq\n  token: {HQ_TOKEN}\n"
+    )
+    result = run_cli("check", f"--config.file={config}")
+    assert_usage_error(result, "web.config_file")
+    assert "duplicate key 'interval'" in result.stderr
 
 
 def test_the_command_may_come_after_the_flags() -> None:

@@ -35,3 +35,23 @@ def test_a_freed_transient_peak_is_given_back() -> None:
     assert kept > before - 20, "the allocator already gave the memory back by itself"
     assert after < kept - 60
     assert survivor
+
+
+def test_collection_is_paused_while_listings_run_and_resumes_after_the_last() -> None:
+    assert gc.isenabled()
+    with memory.collection_paused():
+        assert not gc.isenabled()
+        with pytest.raises(RuntimeError), memory.collection_paused():  # a second listing, failing
+            raise RuntimeError("listing failed")
+        assert not gc.isenabled()  # the first still runs
+    assert gc.isenabled()
+
+
+def test_a_pause_does_not_turn_on_a_collector_that_was_off() -> None:
+    gc.disable()
+    try:
+        with memory.collection_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

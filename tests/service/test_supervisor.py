@@ -12,9 +12,10 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from exporter.health import Health, Telemetry
+from exporter.health import Health
 from exporter.logs import configure_logging
 from exporter.supervisor import INITIAL_BACKOFF, Supervisor
+from exporter.telemetry import Telemetry
 
 
 def internal_errors(telemetry: Telemetry, source: str, target: str) -> float:

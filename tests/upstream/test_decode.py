@@ -12,7 +12,7 @@ from aiohttp import web
 
 from exporter import decode
 from exporter.config import TLSSettings
-from exporter.health import Telemetry
+from exporter.telemetry import Telemetry
 from exporter.upstream import UpstreamError, fetch_json, make_client, request_id_of
 
 BOMB = "[" * 100_000 + "]" * 100_000

@@ -14,9 +14,9 @@ from exporter.config import ConfluentTarget, LensesSettings
 from exporter.config.secrets import Secret
 from exporter.confluent.client import ConfluentClient
 from exporter.confluent.model import InvalidAgent, decode_agent
-from exporter.health import Telemetry
 from exporter.lenses.client import LensesClient
 from exporter.lenses.model import InvalidEnvironment, decode_environment
+from exporter.telemetry import Telemetry
 
 ITEMS = 1_000_000
 BOUND = 8

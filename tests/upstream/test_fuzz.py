@@ -22,14 +22,16 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from exporter import decode
 from exporter.config import ConfigError, ConfluentTarget, load_settings
 from exporter.confluent import metrics as confluent_metrics
 from exporter.confluent.client import page_token_of
 from exporter.confluent.model import InvalidAgent, decode_agent
 from exporter.lenses import metrics as lenses_metrics
+from exporter.lenses.framing import OVERSIZE, EventParser, SnapshotEnd, SnapshotItems
 from exporter.lenses.model import InvalidEnvironment, decode_environment
-from exporter.lenses.stream import OVERSIZE, EventParser
-from exporter.upstream import MAX_RETRY_AFTER, UpstreamError, parse_retry_after
+from exporter.upstream import UpstreamError
+from exporter.upstream_errors import MAX_RETRY_AFTER, parse_retry_after
 from tests.support import parse_samples
 
 T = TypeVar("T")
@@ -326,13 +328,31 @@ def cuts(data: bytes, choices: Choices) -> list[bytes]:
 
 
 def parsed(parser: EventParser, chunks: list[bytes]) -> list[tuple[str, str, str] | str]:
+    """Each event as (name, data, id); a snapshot streamed item by item as `snapshot_outcome` says."""
     out: list[tuple[str, str, str] | str] = []
+    items: list[Any] = []
     for chunk in chunks:
         for event in parser.feed(chunk):
-            out.append("OVERSIZE" if event is OVERSIZE else (event.event, event.data, event.id))
-            assert event is OVERSIZE or len(event.data) <= parser.max_event_bytes
+            if isinstance(event, SnapshotItems):
+                items += event.items
+            elif isinstance(event, SnapshotEnd):
+                out.append(("snapshot", "invalid" if event.error else f"items {items!r}", event.id))
+                items = []
+            else:
+                out.append("OVERSIZE" if event is OVERSIZE else (event.event, event.data, event.id))
+                assert event is OVERSIZE or len(event.data) <= parser.max_event_bytes
         assert parser._partial_size <= parser.max_event_bytes
     return out
+
+
+def snapshot_outcome(data: str) -> str:
+    """What a streamed snapshot with this data (each item well under the cap) comes out as: its items,
+    decoded as a listing's are, or `invalid`."""
+    try:
+        items = list(decode.listing(data, "items"))
+    except decode.InvalidJSON:
+        return "invalid"
+    return f"items {items!r}"
 
 
 @FUZZ
@@ -364,7 +384,7 @@ def test_well_formed_events_come_out_exactly_as_sent(stream: bytes, chunking: by
         text += f"id: {event_id}{end}event: {name}{end}" + "".join(f"data: {line}{end}" for line in lines)
         text += end
         data = "\n".join(lines).encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-        sent.append((name, data, event_id))
+        sent.append((name, snapshot_outcome(data) if name == "snapshot" else data, event_id))
     encoded = text.encode("utf-8", "surrogatepass")
     assert parsed(EventParser(8192), cuts(encoded, Choices(chunking))) == sent
 

@@ -211,6 +211,16 @@ def test_a_missing_web_config_file(tmp_path: Path) -> None:
         load_web_config(tmp_path / "web.yml")
 
 
+def test_a_duplicate_key_in_a_web_config_file_is_refused_naming_it(tmp_path: Path) -> None:
+    text = "basic_auth_users:\n  alice: x\nbasic_auth_users:\n  bob: y\n"
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, text)
+    message = str(caught.value)
+    assert message.startswith("web.config_file: "), message
+    assert "duplicate key 'basic_auth_users'" in message
+    assert "line 3" in message
+
+
 def broken(files: Files) -> list[tuple[Any, str]]:
     """(document, the start of the message after `web.config_file: `)."""
     ca = str(files.ca.cert_file)
