@@ -13,7 +13,7 @@ import pytest
 from exporter import decode
 from exporter.config import LensesSettings
 from exporter.config.secrets import Secret
-from exporter.exposition.store import Family, FamilyGroup
+from exporter.exposition.families import Family, FamilyGroup
 from exporter.lenses import intake
 from exporter.lenses.metrics import COMMON_LABELS
 from exporter.lenses.model import Environment, decode_environment
