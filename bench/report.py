@@ -154,7 +154,9 @@ DEFINITIONS = """\
   work an update needs.
 - **re-list**: the Lenses sync's `sync_once()` called in the exporter's process with updates paused: wall
   time and `time.process_time()`; fetch = HTTP and JSON parsing, decode = objects to models, apply =
-  render and store. **Confluent poll**: `ConfluentSync.poll(target)` likewise, every page of one target.
+  render and store. The exporter's memory of which items it has seen unchanged is cleared first, so every
+  item is decoded (a real HQ's listings may differ in every item's timestamps). **Confluent poll**:
+  `ConfluentSync.poll(target)` likewise, every page of one target.
 - **garbage collection**: every pause of Python's collector in the exporter (`gc.callbacks`) over the scrape
   phase; a full (generation 2) collection walks every tracked object and holds the event loop meanwhile.
 - **RSS**: resident set size of the exporter's process from /proc, after the first sync of every target,
