@@ -1,11 +1,11 @@
 """Bringing the store's pieces up to date between scrapes, with work that follows what changed since the last
 pass rather than each update.
 
-An update only marks the pieces it changes; a scrape joins what is marked before it writes. Deflating (with
-the checksums) is the expensive part, so it runs in passes, each over every piece changed since the last
-one: when a gzip scraper comes regularly, one pass shortly before its next scrape is expected (a Prometheus
-scraping every 15 s sees thousands of updates coalesced into one pass), else a pass once changes have
-gathered for IDLE_DELAY. Pieces changed after a pass go as stored blocks until the next one.
+An update only marks the pieces it changes; a scrape takes what is marked as it is when it begins.
+Deflating (with the checksums) is the expensive part, so it runs in passes, each over every piece changed
+since the last one: when a gzip scraper comes regularly, one pass shortly before its next scrape is
+expected (a Prometheus scraping every 15 s sees thousands of updates coalesced into one pass), else a pass
+once changes have gathered for IDLE_DELAY. Pieces changed after a pass go as stored blocks until the next one.
 
 A pass runs on the event loop a short slice at a time and waits while a scrape is being written, so the two
 do not compete, but never longer than MAX_PAUSE at a stretch: a scraper that stops reading keeps its scrape

@@ -10,16 +10,17 @@ kept joined (the only copy of those texts; each object's part is found by its of
 segment and CRC-32. A piece moves through these states:
 
     up to date ──(an object of its cell changes that family)──► waiting_for_join
-    waiting_for_join ──(a pass or any scrape joins it)──► waiting_for_deflate + waiting_for_checksum
+    waiting_for_join ──(a pass or a gzip scrape joins it)──► waiting_for_deflate + waiting_for_checksum
     waiting_for_checksum ──(a gzip scrape: CRC-32, stored blocks as its segment)──► waiting_for_deflate only
     waiting_for_deflate ──(a pass: CRC-32, deflated segment)──► up to date
 
 A change in any state sends the piece back to waiting_for_join, holding the object's new text until the
 join; an update does nothing else, however many come between two scrapes. The compactor
 (`exporter.exposition.compaction`) joins and deflates in passes over everything changed since the last one,
-timed ahead of the next gzip scrape; a scrape joins what still waits before it writes, so it serves the
-state as of its start. Gzip is the pieces' segments, joined per family, as one member whose CRC-32 is
-combined from the pieces' checksums.
+timed ahead of the next gzip scrape. A text scrape takes a waiting piece as views of its unchanged runs
+and its changed texts, a gzip scrape joins what still waits; either serves the state as of its start.
+Gzip is the pieces' segments, joined per family, as one member whose CRC-32 is combined from the pieces'
+checksums.
 """
 
 from __future__ import annotations
@@ -56,14 +57,14 @@ class Body:
 
     __slots__ = ("length", "parts")
 
-    def __init__(self, parts: list[bytes]) -> None:
+    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
         self.parts = parts
         self.length = sum(map(len, parts))
         """Bytes in the whole body."""
 
     def batches(self, size: int) -> Iterator[bytes]:
         """Consecutive parts joined into slices of about `size` bytes."""
-        batch: list[bytes] = []
+        batch: list[bytes | memoryview] = []
         filled = 0
         for part in self.parts:
             batch.append(part)
@@ -205,6 +206,32 @@ class _GroupPieces:
             done += 1
         return done
 
+    def current(self, position: int, index: int) -> list[bytes | memoryview]:
+        """A piece's text as it is now, without joining it: the joined text when nothing waits, else views
+        of the runs of unchanged slots in it and the changed slots' texts, in slot order."""
+        text = self.texts[position][index]
+        changes = self.changes[position][index]
+        if changes is None:
+            return [text] if text else []
+        offsets = self.offsets[position][index]
+        count = len(self.objects[index])
+        known = min(count, len(offsets) - 1)  # slots that have their place in the joined text
+        view = memoryview(text)
+        out: list[bytes | memoryview] = []
+        run = 0  # the first slot of the unchanged run not written yet
+        for slot in sorted(changes):
+            if slot >= count:
+                continue
+            end = min(slot, known)
+            if run < end and offsets[run] < offsets[end]:
+                out.append(view[offsets[run] : offsets[end]])
+            if changes[slot]:
+                out.append(changes[slot])
+            run = slot + 1
+        if run < known and offsets[run] < offsets[known]:
+            out.append(view[offsets[run] : offsets[known]])
+        return out
+
     def checksum(self) -> None:
         """Checksums, and stored blocks as their segment, of pieces waiting for them (for a gzip scrape)."""
         for position, index in self.waiting_for_checksum:
@@ -341,12 +368,13 @@ class Store:
 
     def parts(self, suffix: bytes = b"", openmetrics: bool = False) -> Body:
         """The exposition: every family's header (as the format names it) and samples (a family with no
-        samples is left out), then `suffix`. Texts are immutable, so later changes cannot tear a scrape."""
-        self.join_changed()
-        parts: list[bytes] = []
+        samples is left out), then `suffix`. Texts are immutable, so later changes cannot tear a scrape.
+        A piece waiting for its join goes as views of its unchanged runs and its changed texts, in slot
+        order: a text scrape copies nothing a pass will join anyway."""
+        parts: list[bytes | memoryview] = []
         for pieces in self._groups:
-            for header, texts in zip(pieces.headers[openmetrics], pieces.texts, strict=True):
-                samples = list(filter(None, texts))
+            for position, header in enumerate(pieces.headers[openmetrics]):
+                samples = [part for index in range(CELLS) for part in pieces.current(position, index)]
                 if samples:
                     parts.append(header)
                     parts.extend(samples)
