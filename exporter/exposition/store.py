@@ -35,6 +35,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
+from exporter.exposition.body import Body
 from exporter.exposition.checksum import ChecksumTree
 from exporter.exposition.deflate import Deflater, GzipMember, deflate_segment, stored_segment
 from exporter.exposition.families import FamilyGroup, Rendered
@@ -50,30 +51,6 @@ Piece = tuple[int, int]
 """A family's position in its group and a cell."""
 
 _NO_OFFSETS = array("q", [0])
-
-
-class Body:
-    """A scrape's body as it stood when the scrape began: immutable parts, written in order."""
-
-    __slots__ = ("length", "parts")
-
-    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
-        self.parts = parts
-        self.length = sum(map(len, parts))
-        """Bytes in the whole body."""
-
-    def batches(self, size: int) -> Iterator[bytes]:
-        """Consecutive parts joined into slices of about `size` bytes."""
-        batch: list[bytes | memoryview] = []
-        filled = 0
-        for part in self.parts:
-            batch.append(part)
-            filled += len(part)
-            if filled >= size:
-                yield b"".join(batch)
-                batch, filled = [], 0
-        if batch:
-            yield b"".join(batch)
 
 
 class _GroupPieces:
