@@ -82,6 +82,8 @@ def parse_yaml(text: str) -> Any:
         raise YAMLProblem(str(error).splitlines()[0]) from None
     except ValueError:  # PyYAML's int() of a literal longer than Python allows (4300 digits)
         raise YAMLProblem("a number with thousands of digits") from None
+    except RecursionError:  # PyYAML's parser and constructor recurse once per level of nesting
+        raise YAMLProblem("nested too deeply") from None
 
 
 def read_text(path: Path) -> tuple[str, int]:

@@ -399,3 +399,13 @@ def test_secrets_never_reach_the_message(files: Files, tmp_path: Path) -> None:
         load(tmp_path, {"tls_server_config": {"cert": files.server.cert_file.read_text(), "key": key}})
     assert str(caught.value).startswith("web.config_file: tls_server_config.key: does not match")
     assert "PRIVATE" not in str(caught.value)
+
+
+def test_a_file_nested_too_deeply_is_refused_naming_the_field(tmp_path: Path) -> None:
+    """Deeper than the YAML parser's recursion: a clear error, not a traceback."""
+    path = tmp_path / "web.yml"
+    path.write_text("tls_server_config: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_web_config(path)
+    assert str(caught.value).startswith("web.config_file: ")
+    assert "nested too deeply" in str(caught.value)
