@@ -96,12 +96,7 @@ def lenses_targets(root: Section, environ: Mapping[str, str]) -> tuple[list[Lens
         section = Section(item, f"{outer.at('targets')}[{index}]", LENSES_KEYS, root.base)
         inline += section.inline_secrets(("token",))
         hq = _lenses(section, environ)
-        if hq.name in names:
-            raise ConfigError(
-                f"{section.at('name')}: duplicate target name {show(hq.name)} "
-                f"(also lenses.targets[{names[hq.name]}]; give each HQ its own name)"
-            )
-        names[hq.name] = index
+        _claim_name(names, hq.name, index, section, "lenses.targets", "; give each HQ its own name")
         hqs.append(hq)
     shared_labels(
         [hq.metadata_labels for hq in hqs], metadata_label_name, outer.at("targets"), "metadata_labels"
@@ -228,12 +223,7 @@ def confluent_targets(section: Section, environ: Mapping[str, str]) -> tuple[Con
         target_section = Section(item, f"{section.at('targets')}[{index}]", TARGET_KEYS, section.base)
         inline += target_section.inline_secrets(("api_key", "api_secret", "token"))
         target = _target(target_section, environ)
-        if target.name in names:
-            raise ConfigError(
-                f"{target_section.at('name')}: duplicate target name {show(target.name)} "
-                f"(also confluent.targets[{names[target.name]}])"
-            )
-        names[target.name] = index
+        _claim_name(names, target.name, index, target_section, "confluent.targets")
         targets.append(target)
     shared_labels([target.labels for target in targets], agent_label_name, section.at("targets"), "labels")
     concurrency = section.integer("concurrency", ConfluentSettings.concurrency, 1, 256)
@@ -316,3 +306,14 @@ def _credentials(
             "token or token_file, or CONFLUENT_API_KEY and CONFLUENT_API_SECRET)"
         )
     return api_key, api_secret, token
+
+
+def _claim_name(
+    names: dict[str, int], name: str, index: int, section: Section, targets: str, hint: str = ""
+) -> None:
+    """Record the target at `index` under `name`, refusing a name an earlier target of the list has."""
+    if name in names:
+        raise ConfigError(
+            f"{section.at('name')}: duplicate target name {show(name)} (also {targets}[{names[name]}]{hint})"
+        )
+    names[name] = index
