@@ -46,14 +46,22 @@ def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def _open(path: Path) -> int:
+    """A descriptor of `path` opened for reading without blocking (a FIFO opens at once); `UnreadableFile`
+    when it cannot be, a name the OS cannot be given (a lone surrogate) included."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as error:
+        raise UnreadableFile(path, f"{error.strerror or type(error).__name__}") from None
+    except UnicodeEncodeError:
+        raise UnreadableFile(path, "its name is not valid UTF-8") from None
+
+
 def read_regular(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
     """The content of a regular file of at most `limit` bytes, and its status. Opened without blocking (a
     FIFO opens at once and is then refused); anything else than a regular file, or a larger one, raises
     `UnreadableFile`."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as error:
-        raise UnreadableFile(path, f"{error.strerror or type(error).__name__}") from None
+    descriptor = _open(path)
     try:
         status = os.fstat(descriptor)
         if not stat.S_ISREG(status.st_mode):
@@ -77,10 +85,7 @@ def read_regular(path: Path, limit: int) -> tuple[bytes, os.stat_result]:
 def check_regular(path: Path) -> None:
     """Raise `UnreadableFile` unless `path` is a regular file this process can open (checked without
     reading it or blocking)."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as error:
-        raise UnreadableFile(path, f"{error.strerror or type(error).__name__}") from None
+    descriptor = _open(path)
     try:
         mode = os.fstat(descriptor).st_mode
     finally:

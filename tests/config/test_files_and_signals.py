@@ -15,6 +15,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from exporter.config import ConfigError, load_settings
 from exporter.config.secrets import Secret
 from exporter.simulator.server import Simulator
 from tests.lenses.lenses_fixtures import (
@@ -238,3 +239,14 @@ async def test_a_token_file_rewritten_with_non_ascii_takes_the_target_down_until
 
 async def is_value(exporter: RunningExporter, name: str, expected: float) -> bool:
     return await exporter.value(name, source="lenses") == expected
+
+
+def test_a_file_name_that_is_not_utf8_is_a_config_error_naming_the_field(tmp_path: Path) -> None:
+    """A lone surrogate (what an undecodable byte of a name becomes) cannot reach the OS as a path."""
+    config = tmp_path / "config.yml"
+    config.write_text(
+        f'web:\n  config_file: "{tmp_path}/\\ud800"\nlenses:\n  url: http://hq/api\n  token: t\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, {})
+    assert str(caught.value).startswith("web.config_file: ")
