@@ -3,9 +3,13 @@ pass rather than each update.
 
 An update only marks the pieces it changes; a scrape takes what is marked as it is when it begins.
 Deflating (with the checksums) is the expensive part, so it runs in passes, each over every piece changed
-since the last one: when a gzip scraper comes regularly, one pass shortly before its next scrape is
-expected (a Prometheus scraping every 15 s sees thousands of updates coalesced into one pass), else a pass
-once changes have gathered for IDLE_DELAY. Pieces changed after a pass go as stored blocks until the next one.
+since the last one, timed by the gzip scrapes seen:
+- a scraper on a schedule (its last intervals agree, as Prometheus's do): one pass shortly before its next
+  scrape is expected, so a Prometheus scraping every 15 s sees thousands of updates coalesced into one pass;
+- gzip scrapes at no cadence that can be timed (people, scripts, several scrapers): a pass as soon as changes
+  come, so whenever the next scrape comes little waits, at the cost of deflating as often as things change;
+- no gzip scraper lately: a pass once changes have gathered for IDLE_DELAY.
+Pieces changed after a pass go as stored blocks until the next one.
 
 A pass runs on the event loop a short slice at a time and waits while a scrape is being written, so the two
 do not compete, but never longer than MAX_PAUSE at a stretch: a scraper that stops reading keeps its scrape
@@ -18,13 +22,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import Sequence
 
 from exporter.exposition.store import Store
 
 IDLE_DELAY = 5.0
-"""With no regular gzip scraper, how long changes gather before a pass deflates them."""
+"""With no gzip scraper lately, how long changes gather before a pass deflates them."""
+FOLLOW_DELAY = 0.005
+"""With gzip scrapes at no cadence, how long changes gather before a pass (an update or two)."""
+FOLLOW_FOR = 60.0
+"""How long after its last scrape a gzip scraper with no cadence is still followed that way, at most (else
+for two of its last intervals)."""
+CADENCE_TOLERANCE = 0.05
+"""Two intervals between gzip scrapes that differ by less than this share of the later one make a cadence
+(Prometheus keeps its schedule to the millisecond)."""
+GAP = 3.0
+"""An interval this many times the next one is a gap before a scraper (re)started, not a cadence broken."""
 MIN_LEAD = 0.25
 """How long before a gzip scrape is expected a pass starts, at least; twice the pass's expected duration is
 added, so the pass ends before the scrape."""
@@ -49,17 +64,39 @@ MAX_PAUSE = 0.5
 no scrape is being written for a moment."""
 
 
+def cadence(gzip_scrapes: Sequence[float]) -> float | None:
+    """The interval of a gzip scraper on a schedule: the last interval, when it is under MAX_INTERVAL and
+    agrees with the one before it (or is the only one known, or the one before it was a gap: the scraper
+    has just started); else None."""
+    intervals = [later - earlier for earlier, later in itertools.pairwise(gzip_scrapes)]
+    if not intervals or not 0 < intervals[-1] <= MAX_INTERVAL:
+        return None
+    last = intervals[-1]
+    if (
+        len(intervals) >= 2
+        and abs(last - intervals[-2]) > CADENCE_TOLERANCE * last
+        and intervals[-2] < GAP * last
+    ):
+        return None
+    return last
+
+
 def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass_seconds: float) -> float:
     """When the next pass, expected to take `pass_seconds`, should start for changes waiting since
-    `changed_at`: ahead of the next gzip scrape when the last two show a regular scraper (still expected:
-    late by less than an interval, or than IDLE_DELAY for a scraper faster than that); else at once when a
-    gzip scrape came while the changes waited (it sent them uncompressed, and its scraper may come back
-    soon); else IDLE_DELAY after the changes began."""
-    if len(gzip_scrapes) >= 2:
-        previous, last = gzip_scrapes[-2], gzip_scrapes[-1]
-        interval = last - previous
-        if 0 < interval <= MAX_INTERVAL and now < last + interval + max(interval, IDLE_DELAY):
+    `changed_at`: ahead of the next gzip scrape of a scraper on a schedule (still expected: late by less
+    than an interval, or than IDLE_DELAY for a scraper faster than that); FOLLOW_DELAY after the changes
+    began while gzip scrapes come at no cadence (for two of their last intervals); at once when the only
+    gzip scrape known came while the changes waited (it sent them uncompressed, and its scraper may come
+    back soon); else IDLE_DELAY after the changes began."""
+    interval = cadence(gzip_scrapes)
+    if interval is not None:
+        last = gzip_scrapes[-1]
+        if now < last + interval + max(interval, IDLE_DELAY):
             return last + interval - MIN_LEAD - 2 * pass_seconds
+    if len(gzip_scrapes) >= 2:
+        last_interval = gzip_scrapes[-1] - gzip_scrapes[-2]
+        if now - gzip_scrapes[-1] < min(FOLLOW_FOR, 2 * last_interval):
+            return changed_at + FOLLOW_DELAY
     if gzip_scrapes and gzip_scrapes[-1] >= changed_at:
         return gzip_scrapes[-1]
     return changed_at + IDLE_DELAY

@@ -12,7 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exporter.exposition import compaction
-from exporter.exposition.compaction import IDLE_DELAY, MAX_INTERVAL, MIN_LEAD, Compactor, next_pass
+from exporter.exposition.compaction import (
+    FOLLOW_DELAY,
+    FOLLOW_FOR,
+    IDLE_DELAY,
+    MAX_INTERVAL,
+    MIN_LEAD,
+    Compactor,
+    cadence,
+    next_pass,
+)
 from exporter.exposition.deflate import Deflater
 from exporter.exposition.store import Store
 from tests.exposition.store_helpers import compact, render, render_gzip
@@ -95,6 +104,26 @@ def test_a_pass_is_due_ahead_of_a_regular_gzip_scrape() -> None:
     assert next_pass(101.0, 100.5, (85.0, 100.0), 0.5) == 115.0 - MIN_LEAD - 1.0
     # A late scrape is still expected until two intervals have gone by: the pass is due at once.
     assert next_pass(120.0, 116.0, (85.0, 100.0), 0.5) < 120.0
+
+
+def test_a_scraper_on_a_schedule_has_a_cadence_and_one_off_schedule_has_none() -> None:
+    assert cadence((70.0, 85.0, 100.01)) == pytest.approx(15.01)  # Prometheus: the schedule to the ms
+    assert cadence((85.0, 100.0)) == 15.0  # one interval known so far
+    assert cadence((0.0, 9.0, 30.0)) is None  # someone scraping by hand, a script, two scrapers
+    assert cadence((0.0, 300.0, 315.0)) == 15.0  # a Prometheus that has just started, after a gap
+    assert cadence((0.0, 700.0)) is None  # further apart than MAX_INTERVAL
+    assert cadence((5.0,)) is None
+
+
+def test_gzip_scrapes_at_no_cadence_are_followed_by_a_pass_soon_after_every_change() -> None:
+    # Scrapes 9 s then 21 s apart: the next could come at any moment, so changes are deflated as they come
+    # rather than ahead of a scrape guessed from the last interval (the 51 s it would give).
+    assert next_pass(31.0, 30.5, (0.0, 9.0, 30.0), 0.5) == 30.5 + FOLLOW_DELAY
+    assert next_pass(70.0, 69.0, (0.0, 9.0, 30.0), 0.5) == 69.0 + FOLLOW_DELAY
+    # Two of its last intervals after its last scrape, that scraper is not followed any more; nor after
+    # FOLLOW_FOR, however long its intervals.
+    assert next_pass(73.0, 72.5, (0.0, 9.0, 30.0), 0.5) == 72.5 + IDLE_DELAY
+    assert next_pass(90.0 + FOLLOW_FOR + 1.0, 150.0, (0.0, 40.0, 90.0), 0.5) == 150.0 + IDLE_DELAY
 
 
 def test_a_scraper_faster_than_a_pass_keeps_passes_going() -> None:
