@@ -10,15 +10,15 @@ kept joined (the only copy of those texts; each object's part is found by its of
 segment and CRC-32. A piece moves through these states:
 
     up to date ──(an object of its cell changes that family)──► waiting_for_join
-    waiting_for_join ──(a pass or a gzip scrape joins it)──► waiting_for_deflate + waiting_for_checksum
+    waiting_for_join ──(a pass or a scrape joins it)──► waiting_for_deflate + waiting_for_checksum
     waiting_for_checksum ──(a gzip scrape: CRC-32, stored blocks as its segment)──► waiting_for_deflate only
     waiting_for_deflate ──(a pass: CRC-32, deflated segment)──► up to date
 
 A change in any state sends the piece back to waiting_for_join, holding the object's new text until the
 join; an update does nothing else, however many come between two scrapes. The compactor
 (`exporter.exposition.compaction`) joins and deflates in passes over everything changed since the last one,
-timed ahead of the next gzip scrape. A text scrape takes a waiting piece as views of its unchanged runs
-and its changed texts, a gzip scrape joins what still waits; either serves the state as of its start.
+timed by the gzip scrapes seen. A scrape joins what still waits (the next step a pass would take), so it
+serves the state as of its start.
 Gzip is the pieces' segments, joined per family, as one member whose CRC-32 is combined from the pieces'
 checksums.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import operator
 import sys
 import time
 import zlib
@@ -163,29 +164,33 @@ class _GroupPieces:
         return True
 
     def join_changed(self, limit: int) -> int:
-        """Join the text of up to `limit` pieces waiting for it; how many were."""
+        """Join the text of up to `limit` pieces waiting for it; how many were. A piece's unchanged runs and
+        changed texts are joined in one call and its offsets rebuilt from its slots' lengths, so only the
+        changed slots cost a step in Python."""
         waiting = self.waiting_for_join
         done = 0
         while waiting and done < limit:
             piece = waiting.pop()
             position, index = piece
             count = len(self.objects[index])
-            text, offsets = self.texts[position][index], self.offsets[position][index]
-            texts = [text[start:end] for start, end in itertools.pairwise(offsets[: count + 1])]
-            texts.extend([b""] * (count - len(texts)))
-            for slot, changed in (self.changes[position][index] or {}).items():
-                texts[slot] = changed
+            offsets = self.offsets[position][index]
+            lengths = array("q", map(operator.sub, offsets[1 : count + 1], offsets[:count]))
+            if len(lengths) < count:  # slots added since the last join: their texts, if any, are changes
+                lengths.extend(itertools.repeat(0, count - len(lengths)))
+            for slot, text in (self.changes[position][index] or {}).items():
+                if slot < count:
+                    lengths[slot] = len(text)
+            self.texts[position][index] = b"".join(self._runs(position, index))
+            self.offsets[position][index] = array("q", itertools.accumulate(lengths, initial=0))
             self.changes[position][index] = None
-            self.texts[position][index] = b"".join(texts)
-            self.offsets[position][index] = array("q", itertools.accumulate(map(len, texts), initial=0))
             self.waiting_for_deflate.add(piece)
             self.waiting_for_checksum.add(piece)
             done += 1
         return done
 
-    def current(self, position: int, index: int) -> list[bytes | memoryview]:
-        """A piece's text as it is now, without joining it: the joined text when nothing waits, else views
-        of the runs of unchanged slots in it and the changed slots' texts, in slot order."""
+    def _runs(self, position: int, index: int) -> list[bytes | memoryview]:
+        """A piece's text as it is now, in parts: the joined text when nothing waits, else views of the runs
+        of unchanged slots in it and the changed slots' texts, in slot order."""
         text = self.texts[position][index]
         changes = self.changes[position][index]
         if changes is None:
@@ -258,9 +263,9 @@ class Store:
         """Called when there is upkeep to do (set by whoever does it, `compaction.Compactor`)."""
         self.scrapes = 0
         """Scrapes being written now (`serving`)."""
-        self.gzip_scrapes: deque[float] = deque(maxlen=2)
-        """When the last two gzip scrapes began (monotonic seconds): the compactor deflates ahead of the
-        next one."""
+        self.gzip_scrapes: deque[float] = deque(maxlen=3)
+        """When the last three gzip scrapes began (monotonic seconds): the compactor times its passes by
+        them."""
         self._deflater = Deflater()
 
     def _pieces(self, group: FamilyGroup[T]) -> _GroupPieces:
@@ -346,12 +351,12 @@ class Store:
     def parts(self, suffix: bytes = b"", openmetrics: bool = False) -> Body:
         """The exposition: every family's header (as the format names it) and samples (a family with no
         samples is left out), then `suffix`. Texts are immutable, so later changes cannot tear a scrape.
-        A piece waiting for its join goes as views of its unchanged runs and its changed texts, in slot
-        order: a text scrape copies nothing a pass will join anyway."""
-        parts: list[bytes | memoryview] = []
+        Pieces waiting for their join are joined first (the work a pass would do next)."""
+        self.join_changed()
+        parts: list[bytes] = []
         for pieces in self._groups:
-            for position, header in enumerate(pieces.headers[openmetrics]):
-                samples = [part for index in range(CELLS) for part in pieces.current(position, index)]
+            for header, texts in zip(pieces.headers[openmetrics], pieces.texts, strict=True):
+                samples = list(filter(None, texts))
                 if samples:
                     parts.append(header)
                     parts.extend(samples)
