@@ -32,13 +32,14 @@ def percentile(values: Sequence[float], fraction: float) -> float:
 
 
 def summary_ms(seconds: Iterable[float]) -> dict[str, float]:
-    """p50, p99, max and count of durations given in seconds, in milliseconds."""
+    """p50, p99, max, count and total of durations given in seconds, in milliseconds."""
     values = [value * 1000.0 for value in seconds]
     return {
         "p50_ms": percentile(values, 0.50),
         "p99_ms": percentile(values, 0.99),
         "max_ms": max(values) if values else math.nan,
         "count": float(len(values)),
+        "total_ms": sum(values),
     }
 
 

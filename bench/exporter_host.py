@@ -14,7 +14,9 @@ builds it, plus instruments the harness reads on a separate control port:
 - memory the allocator holds but the objects do not: RSS before and after `gc.collect()` and glibc's
   `malloc_trim(0)` (called once, at the end).
 
-Recording uses rings allocated at start, so the instruments do not grow the memory being measured.
+Recording uses rings allocated at start, so the instruments do not grow the memory being measured. The
+harness turns the probes off (`POST /probes?on=0`) while it measures the exporter's own CPU: then only
+updates are counted, and nothing wakes the event loop but the exporter's own work.
 """
 
 from __future__ import annotations
@@ -66,6 +68,9 @@ class Instruments:
         self.events = 0
         self.received = 0.0
         self.steps: dict[str, float] = {}
+        self.probing = asyncio.Event()
+        """Set while latencies and loop stalls are recorded; else updates are only counted."""
+        self.probing.set()
 
     def reset(self) -> None:
         """Start a new measurement window (the event count keeps running)."""
@@ -129,8 +134,10 @@ class Instruments:
     def _record(self, event: Any, received: float, started: float) -> None:
         if event.event != "environment_updated":
             return
-        done, wall = time.perf_counter(), time.time()
         self.events += 1
+        if not self.probing.is_set():
+            return
+        done, wall = time.perf_counter(), time.time()
         self.apply.add(done - received)
         self.handler.add(done - started)
         stamp = STAMP.search(event.data)
@@ -174,6 +181,7 @@ class Instruments:
         """Record how late each short sleep wakes up, and when the worst ones happened (wall clock)."""
         loop = asyncio.get_running_loop()
         while True:
+            await self.probing.wait()
             before = loop.time()
             await asyncio.sleep(LOOP_PROBE_INTERVAL)
             late = max(0.0, loop.time() - before - LOOP_PROBE_INTERVAL)
@@ -208,6 +216,13 @@ def control_app(exporter: Exporter, instruments: Instruments) -> web.Application
 
     async def events(request: web.Request) -> web.Response:
         return web.json_response({"events": instruments.events})
+
+    async def probes(request: web.Request) -> web.Response:
+        if request.query.get("on", "1") == "1":
+            instruments.probing.set()
+        else:
+            instruments.probing.clear()
+        return web.json_response({"probing": instruments.probing.is_set()})
 
     async def reset(request: web.Request) -> web.Response:
         instruments.reset()
@@ -273,6 +288,7 @@ def control_app(exporter: Exporter, instruments: Instruments) -> web.Application
     app.router.add_get("/stats", stats)
     app.router.add_get("/events", events)
     app.router.add_post("/reset", reset)
+    app.router.add_post("/probes", probes)
     app.router.add_post("/relist", relist)
     app.router.add_post("/poll", poll)
     return app

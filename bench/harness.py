@@ -13,8 +13,9 @@ that takes every measurement. The phases, in order:
 4. external update check: change one environment's figure in the simulator, scrape until it shows;
 5. cost: the exporter's CPU over `--cost-window` seconds at `--update-rate`, for updates that drift every
    figure and for updates that change one, first with no scrape at all, then with a real Prometheus
-   scraping it every `--prometheus-interval` (gzip, as Prometheus asks); the decode+render floor of the
-   same events (`bench/update_floor.py`) and the exporter's CPU per update as a multiple of it;
+   scraping it every `--prometheus-interval` (gzip, as Prometheus asks), with the harness's probes in the
+   exporter's process off; the decode+render floor of the same events (`bench/update_floor.py`) and the
+   exporter's CPU per update as a multiple of it;
 6. re-list: `sync_once()` in-process, updates paused; one Confluent poll per target likewise;
 7. churn: `--updates` updates at `--churn-rate` per second, RSS sampled as they are applied;
 8. with `--profile`: py-spy recordings of the exporter while scraping, applying updates and re-listing.
@@ -587,6 +588,8 @@ log:
         options = self.options
         stream = f"{self.sim['lenses_url']}/v1/environments/live/sse"
         details: dict[str, Any] = {"window_seconds": options.cost_window, "update_rate": options.update_rate}
+        # The exporter's own CPU: the harness's latency and loop probes inside its process are off meanwhile.
+        await self.get_json(self.control("/probes?on=0"), "POST")
         for kind in UPDATE_KINDS:
             await self.set_updates(kind, options.update_rate)
             capture = asyncio.create_task(
@@ -623,6 +626,7 @@ log:
                     details[f"{kind}_prometheus"] = {**window, "scrape_duration": durations}
                     self.figures[f"cost_cpu_percent_{kind}_prometheus"] = window["cpu_percent"]
                     self.figures[f"prometheus_scrape_duration_max_ms_{kind}"] = 1000 * durations["max"]
+        await self.get_json(self.control("/probes?on=1"), "POST")
         await self.set_updates("every", 0)
         await self.drain()
         self.details["cost"] = details
