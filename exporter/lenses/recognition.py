@@ -1,8 +1,9 @@
 """Recognising environments whose raw text has not changed, so they are not decoded again: the stream's
 snapshot arrives with the first listing and repeats it, a reconnect's snapshot and a re-list mostly repeat
-what is held. An item is recognised by the length and hash of its exact text, compared with the text the
-environment held now was decoded from, in the order HQ sent them last (resynchronised by name after a
-change): it costs a hash instead of a decode, and stands for the environment held."""
+what is held (what the stream changed since, HQ lists with the text its update carried). An item is
+recognised by the length and hash of its exact text, compared with the text the environment held now was
+decoded from (a listing's item or a stream event's data), in the order HQ sent them last (resynchronised by
+name after a change): it costs a hash instead of a decode, and stands for the environment held."""
 
 from __future__ import annotations
 
@@ -49,15 +50,24 @@ class Recognition:
         return RecognitionPass(self)
 
     def forget(self, name: str) -> None:
-        """The environment held changed otherwise (a stream event): its text is not known any more."""
+        """The environment held changed with no text to know it by (it was deleted or filtered out)."""
         self.prints.pop(name, None)
+
+    def learned(self, name: str, text: str) -> None:
+        """The environment held now was decoded from `text` (a stream event's): a listing or snapshot that
+        repeats it is recognised."""
+        self.prints[name] = (len(text), hash(text))
 
     def applied(
         self, current: Collection[str], seen: dict[str, Fingerprint], overridden: Collection[str]
     ) -> None:
-        """A listing or snapshot was applied: each environment it brought is now known by its text, except
-        those a stream change overrode."""
-        self.prints = {name: seen[name] for name in current if name in seen and name not in overridden}
+        """A listing or snapshot was applied: each environment it brought is now known by its text, those a
+        stream change overrode by the text that change came with, if any."""
+        prints = {name: seen[name] for name in current if name in seen and name not in overridden}
+        for name in overridden:
+            if name in self.prints:
+                prints[name] = self.prints[name]
+        self.prints = prints
 
 
 class RecognitionPass:
@@ -80,15 +90,13 @@ class RecognitionPass:
             self.next = self.positions.get(self.last, -1) + 1 if self.last is not None else 0
         if self.next >= len(self.order):
             return None
-        name, expected = self.order[self.next]
+        name = self.order[self.next][0]
+        expected = self.recognition.prints.get(name)
+        if expected is None:
+            return None
         length, digest = expected
         end = index + length
-        if (
-            self.recognition.prints.get(name) != expected
-            or end >= len(text)
-            or text[end] not in _AFTER_ITEM
-            or hash(text[index:end]) != digest
-        ):
+        if end >= len(text) or text[end] not in _AFTER_ITEM or hash(text[index:end]) != digest:
             return None
         environment = self.recognition.held(name)
         if environment is None:

@@ -350,7 +350,7 @@ class LensesSync:
             if environment is not None and self.shard.owns(environment.name):
                 if self.intake.keeps(environment):
                     self.intake.filtered.discard(environment.name)
-                    self._put(environment)
+                    self._put(environment, event.data)
                 else:  # filtered out now (its tier may have changed): its series go
                     self.intake.filtered.add(environment.name)
                     self._delete(environment.name)
@@ -365,12 +365,13 @@ class LensesSync:
             self.status.objects_skipped(len(self.intake.filtered))
             self._delete(deleted)
 
-    def _put(self, environment: Environment) -> None:
+    def _put(self, environment: Environment, text: str) -> None:
+        """An environment decoded from a stream event's `text`, applied."""
         environment = self.connections.added_to(environment)
         held = self._environments.get(environment.name)
         environment = with_transitions(environment, held, time.time())
         self._stream_changes[environment.name] = (time.monotonic(), environment)
-        self.recognition.forget(environment.name)
+        self.recognition.learned(environment.name, text)
         if held == environment:
             return  # a repeated update: its series are already stored
         self._environments[environment.name] = environment

@@ -250,3 +250,31 @@ def test_an_environment_the_stream_changed_is_never_recognised_by_its_old_text()
     held["a"] = decode_environment({"name": "a", "tier": "staging"})  # an update on the stream
     recognition.forget("a")
     assert recognition.start().recognise(text, len('{"items": [')) is None
+
+
+async def test_a_relisting_after_a_stream_update_recognises_the_text_the_stream_sent(
+    decoded: list[str],
+) -> None:
+    # HQ lists an environment with the text its last `environment_updated` carried: the listing that
+    # follows decodes nothing the stream already brought.
+    async with (
+        Simulator(simulator_options(environments=30)) as simulator,
+        running_exporter(lenses_settings(simulator)) as exporter,
+    ):
+        sync = exporter.exporter.sources[0]
+        assert isinstance(sync, LensesSync)
+        await eventually(lambda: exported(exporter), what="a first listing")
+        assert await sync.sync_once()
+        changed = next(n for n in sorted(simulator.world.environments) if simulator.world.connected(n))
+        decoded.clear()
+        simulator.world.set_metrics(changed, "other", num_issues=4747)
+
+        async def streamed() -> bool:
+            return await exporter.value("lenses_environment_issues", environment=changed) == 4747
+
+        await eventually(streamed, what="the update on the stream")
+        assert decoded == [changed]
+        decoded.clear()
+        assert await sync.sync_once()
+        assert decoded == []
+        assert await exporter.value("lenses_environment_issues", environment=changed) == 4747
