@@ -108,7 +108,8 @@ class EventParser:
         if self._pending_cr and text.startswith("\n"):
             text = text[1:]
         self._pending_cr = text.endswith("\r")
-        pieces = _LINE_END.split(text)
+        # Lines end with a line feed alone in practice: `str.split` finds those many times faster.
+        pieces = _LINE_END.split(text) if "\r" in text else text.split("\n")
         events: list[Event] = []
         for piece in pieces[:-1]:
             if self._dropping_line:  # the end of a dropped line, not a blank line
