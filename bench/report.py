@@ -148,10 +148,11 @@ DEFINITIONS = """\
   updates applied (CPU per update). Two kinds of update: the simulator's drift (every figure of an
   environment moves) and one figure each (its issue count by one). First with no scrape at all, then with
   Debian's Prometheus scraping the exporter at a fixed interval with its defaults (gzip); its own
-  `scrape_duration_seconds` is reported. **floor**: the same events, captured from the simulator's stream,
-  decoded with `json.loads` and rendered by a minimal formatter (`bench/update_floor.py`) in the harness's
-  process, the best of three passes; CPU per update / floor says how far the exporter is above the least
-  work an update needs.
+  `scrape_duration_seconds` is reported. The harness's own latency and event-loop probes inside the
+  exporter's process are off for these windows (only updates are counted). **floor**: the same events,
+  captured from the simulator's stream, decoded with `json.loads` and rendered by a minimal formatter
+  (`bench/update_floor.py`) in the harness's process, the best of three passes; CPU per update / floor says
+  how far the exporter is above the least work an update needs.
 - **re-list**: the Lenses sync's `sync_once()` called in the exporter's process with updates paused: wall
   time and `time.process_time()`; fetch = HTTP and JSON parsing, decode = objects to models, apply =
   render and store. The exporter's memory of which items it has seen unchanged is cleared first, so every
