@@ -93,8 +93,20 @@ class MetricsSettings:
         return not any(fnmatch.fnmatchcase(family, pattern) for pattern in self.deny)
 
 
+class _RequestDeadline:
+    """The `deadline` of a source's requests, from its `request_deadline` and `timeout` fields."""
+
+    timeout: float
+    request_deadline: float | None
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one request (connect, headers, whole body) may take; a live stream's opening too."""
+        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
+
+
 @dataclass(frozen=True)
-class LensesSettings:
+class LensesSettings(_RequestDeadline):
     """One Lenses HQ source."""
 
     name: str
@@ -116,14 +128,9 @@ class LensesSettings:
     """Which environments are exported, by `environment` (name) and `tier`."""
     request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
 
-    @property
-    def deadline(self) -> float:
-        """Seconds a whole request (connect, headers, body) may take; the stream's opening too."""
-        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
-
 
 @dataclass(frozen=True)
-class ConfluentTarget:
+class ConfluentTarget(_RequestDeadline):
     """One Confluent Cloud Flink environment to poll for agents."""
 
     name: str
@@ -148,11 +155,6 @@ class ConfluentTarget:
     selection: Selection = field(default_factory=Selection)
     """Which agents are exported, by `agent` (name) and `kafka_cluster_id`."""
     request_deadline: float | None = None  # None: DEADLINE_FACTOR times timeout
-
-    @property
-    def deadline(self) -> float:
-        """Seconds one page request (connect, headers, body) may take."""
-        return self.request_deadline if self.request_deadline is not None else DEADLINE_FACTOR * self.timeout
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,14 @@ def _tls(section: Section) -> TLSSettings:
     )
 
 
+def _name(section: Section, fallback: str) -> str:
+    """A source's `name`, `fallback` when it is not set; a blank one is refused."""
+    name = section.string("name") or fallback
+    if not name.strip():
+        raise ConfigError(f"{section.at('name')}: empty")
+    return name
+
+
 def _lenses(section: Section, environ: Mapping[str, str]) -> LensesSettings:
     url = check_url(section.required("url"), section.at("url"))
     token = section.secret("token", "LENSES_HQ_TOKEN", environ)
@@ -158,9 +166,7 @@ def _lenses(section: Section, environ: Mapping[str, str]) -> LensesSettings:
         raise ConfigError(
             f"{section.at('token')}: missing (set lenses.token, lenses.token_file or LENSES_HQ_TOKEN)"
         )
-    name = section.string("name") or url_host(url)
-    if not name.strip():
-        raise ConfigError(f"{section.at('name')}: empty")
+    name = _name(section, url_host(url))
     default = LensesSettings
     timeout = section.duration("timeout", default.timeout)
     return LensesSettings(
@@ -243,9 +249,7 @@ def _target(section: Section, environ: Mapping[str, str]) -> ConfluentTarget:
     organization_id = _identifier(section, "organization_id", "7f5c1a2b-...")
     environment_id = _identifier(section, "environment_id", "env-abc123")
     api_key, api_secret, token = _credentials(section, environ)
-    name = section.string("name") or environment_id
-    if not name.strip():
-        raise ConfigError(f"{section.at('name')}: empty")
+    name = _name(section, environment_id)
     default = ConfluentTarget
     timeout = section.duration("timeout", default.timeout)
     return ConfluentTarget(

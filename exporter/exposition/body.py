@@ -10,14 +10,14 @@ class Body:
 
     __slots__ = ("length", "parts")
 
-    def __init__(self, parts: Sequence[bytes | memoryview]) -> None:
+    def __init__(self, parts: Sequence[bytes]) -> None:
         self.parts = parts
         self.length = sum(map(len, parts))
         """Bytes in the whole body."""
 
     def batches(self, size: int) -> Iterator[bytes]:
         """Consecutive parts joined into slices of about `size` bytes."""
-        batch: list[bytes | memoryview] = []
+        batch: list[bytes] = []
         filled = 0
         for part in self.parts:
             batch.append(part)

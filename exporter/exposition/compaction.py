@@ -85,8 +85,8 @@ def next_pass(now: float, changed_at: float, gzip_scrapes: Sequence[float], pass
     """When the next pass, expected to take `pass_seconds`, should start for changes waiting since
     `changed_at`: ahead of the next gzip scrape of a scraper on a schedule (still expected: late by less
     than an interval, or than IDLE_DELAY for a scraper faster than that); FOLLOW_DELAY after the changes
-    began while gzip scrapes come at no cadence (for two of their last intervals); at once when the only
-    gzip scrape known came while the changes waited (it sent them uncompressed, and its scraper may come
+    began while gzip scrapes come at no cadence (for two of their last intervals); else at once when the
+    last gzip scrape came while the changes waited (it sent them uncompressed, and its scraper may come
     back soon); else IDLE_DELAY after the changes began."""
     interval = cadence(gzip_scrapes)
     if interval is not None:

@@ -42,7 +42,8 @@ class Recognition:
     def __init__(self, held: Callable[[str], Environment | None]) -> None:
         self.held = held
         self.prints: dict[str, Fingerprint] = {}
-        self.order: list[tuple[str, Fingerprint]] = []
+        self.order: list[str] = []
+        """The names of the last listing or snapshot decoded whole, in the order HQ sent them."""
         self.positions: dict[str, int] = {}
 
     def start(self) -> RecognitionPass:
@@ -80,7 +81,7 @@ class RecognitionPass:
         self.next = 0
         self.last: str | None = None  # the name of the item before the next
         self.seen: dict[str, Fingerprint] = {}
-        self._sequence: list[tuple[str, Fingerprint]] = []
+        self._sequence: list[str] = []
 
     def recognise(self, text: str, index: int) -> tuple[Recognised, int] | None:
         """The item at `index` and where it ends, when its text is the one the held environment it comes
@@ -90,7 +91,7 @@ class RecognitionPass:
             self.next = self.positions.get(self.last, -1) + 1 if self.last is not None else 0
         if self.next >= len(self.order):
             return None
-        name = self.order[self.next][0]
+        name = self.order[self.next]
         expected = self.recognition.prints.get(name)
         if expected is None:
             return None
@@ -115,9 +116,9 @@ class RecognitionPass:
     def seen_as(self, name: str, fingerprint: Fingerprint) -> None:
         """The item of `fingerprint` became the environment `name`."""
         self.seen[name] = fingerprint
-        self._sequence.append((name, fingerprint))
+        self._sequence.append(name)
 
     def finish(self) -> None:
         """The whole listing or snapshot was decoded: the next one is expected in its order."""
         self.recognition.order = self._sequence
-        self.recognition.positions = {name: index for index, (name, _) in enumerate(self._sequence)}
+        self.recognition.positions = {name: index for index, name in enumerate(self._sequence)}

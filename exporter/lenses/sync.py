@@ -159,9 +159,7 @@ class LensesSync:
         del items  # the raw JSON goes before rendering, so the new state reuses its memory
         if self.settings.kafka_connections:
             await self.connections.poll(environments)
-        with memory.collection_paused():
-            await self._apply_listing(environments, started_wall, recognising)
-        memory.settle_after_listing()
+        await self._apply_whole(environments, started_wall, recognising)
         self.intake.check_roundtrip_unit(self._environments.values())
         self.status.succeeded(time.monotonic() - started_wall, len(self._environments))
         self._listed.set()
@@ -285,9 +283,10 @@ class LensesSync:
             self._stream_state("reconnecting", 0)
         return logged_error
 
-    async def _apply_snapshot(
+    async def _apply_whole(
         self, environments: dict[str, Environment], started: float, recognising: RecognitionPass | None = None
     ) -> None:
+        """Apply a complete listing or snapshot, with the collector paused, and settle the memory after."""
         with memory.collection_paused():
             await self._apply_listing(environments, started, recognising)
         memory.settle_after_listing()
@@ -326,7 +325,7 @@ class LensesSync:
             recognising, self._snapshot_pass = self._snapshot_pass, None
             if recognising is not None:
                 recognising.finish()
-            await self._apply_snapshot(self.intake.selected(environments), started, recognising)
+            await self._apply_whole(self.intake.selected(environments), started, recognising)
             return
         if name == "snapshot":  # its `event:` line came after its data: it was held whole
             try:
@@ -338,7 +337,7 @@ class LensesSync:
                 self.intake.invalid_event(name, str(error).replace("body", "snapshot", 1), request_id)
                 return
             del items  # as in `sync_once`
-            await self._apply_snapshot(environments, received)
+            await self._apply_whole(environments, received)
             return
         try:
             data = decode.loads(event.data)
