@@ -4,6 +4,10 @@ A family is a name, a help text, its own label names and a reader that takes its
 group is the ordered families of one object kind plus the label names every one of its series carries. The
 wings declare their families with the helpers here (`gauge`, `counter`, `one`) and render each object once,
 when it changes, into one text per family (`Rendered`), which the store keeps.
+
+A family may also say which of an object's fields it reads (`inputs`): an object rendered again against
+the version of it the store holds renders only the families whose inputs differ, the others marked
+unchanged (`Changes`), so an update that moves one figure costs one family's text, not the group's.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ from __future__ import annotations
 import codecs
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -24,6 +28,12 @@ Reader = Callable[[T], Iterable[Sample]]
 
 Rendered = tuple[bytes, ...]
 """One object's sample lines, one text per family of its group (empty bytes where it has none)."""
+
+Changes = tuple[bytes | None, ...]
+"""`Rendered`, with None for each family whose text is the one the store holds for the object already."""
+
+Inputs = Callable[[T], object]
+"""The fields of an object a family's reader uses, as one value comparable with `==`."""
 
 
 LABEL_ERRORS = "exporter.replacement-character"
@@ -76,6 +86,9 @@ class Family(Generic[T]):
     labels: tuple[str, ...]
     read: Reader[T]
     type: str = "gauge"
+    inputs: Inputs[T] | None = None
+    """What `read` uses of an object besides the group's common labels; None: everything (always rendered).
+    Families that read the same fields share one function, so it is called once per rendering."""
 
     def header(self, openmetrics: bool = False) -> bytes:
         """The HELP and TYPE lines. A counter's `name` is its sample name (`..._total`), which the text
@@ -91,14 +104,18 @@ def one(value: float | None) -> Iterable[Sample]:
     return () if value is None else (((), value),)
 
 
-def gauge(name: str, help_: str, read: Reader[T], labels: tuple[str, ...] = ()) -> Family[T]:
+def gauge(
+    name: str, help_: str, read: Reader[T], labels: tuple[str, ...] = (), inputs: Inputs[T] | None = None
+) -> Family[T]:
     """A gauge family."""
-    return Family(name, help_, labels, read)
+    return Family(name, help_, labels, read, "gauge", inputs)
 
 
-def counter(name: str, help_: str, read: Reader[T], labels: tuple[str, ...] = ()) -> Family[T]:
+def counter(
+    name: str, help_: str, read: Reader[T], labels: tuple[str, ...] = (), inputs: Inputs[T] | None = None
+) -> Family[T]:
     """A counter family; `name` is its sample name, ending in `_total`."""
-    return Family(name, help_, labels, read, "counter")
+    return Family(name, help_, labels, read, "counter", inputs)
 
 
 @dataclass(frozen=True)
@@ -107,9 +124,31 @@ class FamilyGroup(Generic[T]):
 
     common_labels: tuple[str, ...]
     families: tuple[Family[T], ...]
+    _inputs: tuple[Inputs[T], ...] = field(init=False, repr=False, compare=False)
+    """Each distinct `inputs` function of the families, once."""
+    _inputs_of: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    """Per family, its `inputs` function's place in `_inputs` (-1: none)."""
+
+    def __post_init__(self) -> None:
+        distinct: dict[Inputs[T], int] = {}
+        places = [
+            -1 if family.inputs is None else distinct.setdefault(family.inputs, len(distinct))
+            for family in self.families
+        ]
+        object.__setattr__(self, "_inputs", tuple(distinct))
+        object.__setattr__(self, "_inputs_of", tuple(places))
 
     def render(self, obj: T, common_values: Sequence[str]) -> Rendered:
-        """Render every family's sample lines for one object (on the hot path of every update)."""
+        """Render every family's sample lines for one object."""
+        return cast(Rendered, self._render(obj, common_values, None))  # with no `same`, every family is
+
+    def render_changes(self, obj: T, common_values: Sequence[str], previous: T) -> Changes:
+        """Render the families whose inputs differ between `obj` and `previous` (rendered with the same
+        common label values); None for the others. On the hot path of every stream update."""
+        same = [inputs(obj) == inputs(previous) for inputs in self._inputs]
+        return self._render(obj, common_values, same)
+
+    def _render(self, obj: T, common_values: Sequence[str], same: list[bool] | None) -> Changes:
         common = ",".join(
             [
                 f'{name}="{escape_label_value(value)}"'
@@ -117,8 +156,11 @@ class FamilyGroup(Generic[T]):
             ]
         )
         separator = "," if common else ""
-        texts: list[bytes] = []
-        for family in self.families:
+        texts: list[bytes | None] = []
+        for family, place in zip(self.families, self._inputs_of, strict=True):
+            if same is not None and place >= 0 and same[place]:
+                texts.append(None)
+                continue
             prefix = family.name + "{" + common
             lines: list[str] = []
             for label_values, value in family.read(obj):

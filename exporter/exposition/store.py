@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 from exporter.exposition.body import Body
 from exporter.exposition.checksum import ChecksumTree
 from exporter.exposition.deflate import Deflater, GzipMember, deflate_segment, stored_segment
-from exporter.exposition.families import FamilyGroup, Rendered
+from exporter.exposition.families import Changes, FamilyGroup, Rendered
 
 T = TypeVar("T")
 
@@ -109,21 +109,25 @@ class _GroupPieces:
             self.waiting_for_join.add((position, index))
         changes[slot] = text
 
-    def put(self, target: str, key: str, rendered: Rendered) -> bool:
+    def put(self, target: str, key: str, rendered: Changes) -> bool:
         index = self.cell(target, key)
         slot = self.slots[index].get((target, key))
         changed = False
         if slot is None:
+            if None in rendered:
+                raise ValueError(f"{key!r} is not held: every family's text is needed")
             slot = self.slots[index][(target, key)] = len(self.objects[index])
             self.objects[index].append((target, key))
             self.targets.setdefault(target, set()).add(key)
             for position, text in enumerate(rendered):
                 # A slot freed by a deletion may still have a text in the piece as last joined.
                 if text or self._text(position, index, slot):
-                    self._set(position, index, slot, text)
+                    self._set(position, index, slot, text or b"")  # (never None here: checked above)
                     changed = True
             return changed
         for position, text in enumerate(rendered):
+            if text is None:
+                continue
             changes = self.changes[position][index]
             if changes is not None and slot in changes:
                 if changes[slot] == text:
@@ -294,8 +298,9 @@ class Store:
         if changed:
             self._changed()
 
-    def put(self, group: FamilyGroup[T], target: str, key: str, rendered: Rendered) -> None:
-        """Replace one object's series."""
+    def put(self, group: FamilyGroup[T], target: str, key: str, rendered: Changes) -> None:
+        """Replace one object's series; a family's None keeps the text held for it (the object must be
+        held then)."""
         if self._pieces(group).put(target, key, rendered):
             self._changed()
 

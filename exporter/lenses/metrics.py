@@ -8,10 +8,79 @@ from collections.abc import Callable, Iterable, Sequence
 
 from exporter.config import ROUNDTRIP_UNITS as ROUNDTRIP_UNITS
 from exporter.config import metadata_label_name
-from exporter.exposition.families import FamilyGroup, Reader, Sample, counter, gauge, one
+from exporter.exposition.families import FamilyGroup, Inputs, Reader, Sample, counter, gauge, one
 from exporter.lenses.model import SECTION_FIELDS, SECTIONS, Environment
 
 COMMON_LABELS = ("environment", "tier", "target")
+
+
+# What each family reads of an environment (`Family.inputs`): an update renders only the families whose
+# inputs changed. Families reading the same fields share one function.
+
+
+def _identity(environment: Environment) -> object:
+    return environment.display_name, environment.id, environment.lrn
+
+
+def _created(environment: Environment) -> object:
+    return environment.created_at
+
+
+def _connected(environment: Environment) -> object:
+    return environment.agent_connected
+
+
+def _transitions(environment: Environment) -> object:
+    return environment.transitions
+
+
+def _agent_identity(environment: Environment) -> object:
+    agent = environment.agent
+    return agent and (agent.hostname, agent.version, agent.protocol_version)
+
+
+def _agent_capabilities(environment: Environment) -> object:
+    agent = environment.agent
+    return agent and agent.capabilities
+
+
+def _agent_roundtrip(environment: Environment) -> object:
+    agent = environment.agent
+    return agent and agent.roundtrip_duration
+
+
+def _agent_updated(environment: Environment) -> object:
+    agent = environment.agent
+    return agent and agent.updated_at
+
+
+def _section_inputs(section: str) -> Inputs[Environment]:
+    def inputs(environment: Environment) -> object:
+        agent = environment.agent
+        block = agent.sections.get(section) if agent else None
+        return block and (block.values, block.version)
+
+    return inputs
+
+
+_SECTION_INPUTS = {section: _section_inputs(section) for section in SECTIONS}
+
+
+def _sections_updated_inputs(environment: Environment) -> object:
+    agent = environment.agent
+    return agent and tuple((name, block.updated_at) for name, block in agent.sections.items())
+
+
+def _connections(environment: Environment) -> object:
+    return environment.kafka_connections
+
+
+def _connection_details(environment: Environment) -> object:
+    return environment.kafka_connection_details
+
+
+def _metadata_inputs(environment: Environment) -> object:
+    return environment.metadata
 
 
 def _section_value(section: str, key: str) -> Reader[Environment]:
@@ -87,123 +156,170 @@ def build_group(
             "Environment identity; value 1.",
             _info,
             ("display_name", "id", "lrn"),
+            inputs=_identity,
         ),
         gauge(
             "lenses_environment_created_timestamp_seconds",
             "When the environment was created (Unix seconds).",
             lambda e: one(e.created_at),
+            inputs=_created,
         ),
         gauge(
             "lenses_environment_agent_connected",
             "1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; "
             "absent when HQ reports no boolean (unknown is not disconnected).",
             lambda e: () if e.agent_connected is None else (((), 1 if e.agent_connected else 0),),
+            inputs=_connected,
         ),
         counter(
             "lenses_environment_agent_disconnects_total",
             "Changes from connected to disconnected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
             lambda e: (((), e.transitions.disconnects),),
+            inputs=_transitions,
         ),
         counter(
             "lenses_environment_agent_connects_total",
             "Changes from disconnected to connected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
             lambda e: (((), e.transitions.connects),),
+            inputs=_transitions,
         ),
         gauge(
             "lenses_environment_agent_last_change_timestamp_seconds",
             "When the exporter saw the agent's last connectivity change (Unix seconds); absent until one.",
             lambda e: one(e.transitions.changed_at),
+            inputs=_transitions,
         ),
         gauge(
             "lenses_environment_agent_info",
             "The agent's hostname, version and protocol version; value 1.",
             _agent_info,
             ("hostname", "version", "protocol_version"),
+            inputs=_agent_identity,
         ),
         gauge(
             "lenses_environment_agent_capability",
             "1 when the agent reports the capability enabled, 0 when disabled.",
             _capabilities,
             ("capability",),
+            inputs=_agent_capabilities,
         ),
         gauge(
             "lenses_environment_agent_roundtrip_seconds",
             "Round-trip time between HQ and the agent.",
             _roundtrip(ROUNDTRIP_UNITS[roundtrip_duration_unit]),
+            inputs=_agent_roundtrip,
         ),
         gauge(
             "lenses_environment_agent_updated_timestamp_seconds",
             "When the agent last reported (Unix seconds).",
             lambda e: one(e.agent.updated_at if e.agent else None),
+            inputs=_agent_updated,
         ),
         gauge(
             "lenses_environment_kafka_info",
             "The Kafka version the agent reports; value 1.",
             _kafka_info,
             ("version",),
+            inputs=_SECTION_INPUTS["kafka"],
         ),
         gauge(
             "lenses_environment_kafka_brokers",
             "Kafka brokers.",
             _section_value("kafka", "num_brokers"),
+            inputs=_SECTION_INPUTS["kafka"],
         ),
-        gauge("lenses_environment_topics", "Topics.", _section_value("data", "num_topics")),
-        gauge("lenses_environment_partitions", "Partitions.", _section_value("data", "num_partitions")),
-        gauge("lenses_environment_schemas", "Schemas.", _section_value("data", "num_schemas")),
-        gauge("lenses_environment_policies", "Data policies.", _section_value("data", "num_policies")),
+        gauge(
+            "lenses_environment_topics",
+            "Topics.",
+            _section_value("data", "num_topics"),
+            inputs=_SECTION_INPUTS["data"],
+        ),
+        gauge(
+            "lenses_environment_partitions",
+            "Partitions.",
+            _section_value("data", "num_partitions"),
+            inputs=_SECTION_INPUTS["data"],
+        ),
+        gauge(
+            "lenses_environment_schemas",
+            "Schemas.",
+            _section_value("data", "num_schemas"),
+            inputs=_SECTION_INPUTS["data"],
+        ),
+        gauge(
+            "lenses_environment_policies",
+            "Data policies.",
+            _section_value("data", "num_policies"),
+            inputs=_SECTION_INPUTS["data"],
+        ),
         gauge(
             "lenses_environment_topic_data_bytes",
             "Bytes of data held in all topics.",
             _section_value("data", "topic_data_total_bytes"),
+            inputs=_SECTION_INPUTS["data"],
         ),
         gauge(
             "lenses_environment_data_in_bytes_per_second",
             "Bytes per second produced into the cluster.",
             _section_value("data", "data_in_bytes_per_sec"),
+            inputs=_SECTION_INPUTS["data"],
         ),
         gauge(
             "lenses_environment_data_out_bytes_per_second",
             "Bytes per second consumed from the cluster.",
             _section_value("data", "data_out_bytes_per_sec"),
+            inputs=_SECTION_INPUTS["data"],
         ),
         gauge(
             "lenses_environment_data_in_messages_per_second",
             "Messages per second produced into the cluster.",
             _section_value("data", "data_in_messages_per_sec"),
+            inputs=_SECTION_INPUTS["data"],
         ),
         gauge(
-            "lenses_environment_consumers", "Consumer applications.", _section_value("apps", "num_consumers")
+            "lenses_environment_consumers",
+            "Consumer applications.",
+            _section_value("apps", "num_consumers"),
+            inputs=_SECTION_INPUTS["apps"],
         ),
         gauge(
             "lenses_environment_other_apps",
             "Applications other than consumers.",
             _section_value("apps", "num_other_apps"),
+            inputs=_SECTION_INPUTS["apps"],
         ),
         gauge(
             "lenses_environment_connect_clusters",
             "Kafka Connect clusters.",
             _section_value("connect", "num_clusters"),
+            inputs=_SECTION_INPUTS["connect"],
         ),
         gauge(
             "lenses_environment_connectors",
             "Kafka Connect connectors.",
             _section_value("connect", "num_connectors"),
+            inputs=_SECTION_INPUTS["connect"],
         ),
         gauge(
-            "lenses_environment_issues", "Issues the agent reports.", _section_value("other", "num_issues")
+            "lenses_environment_issues",
+            "Issues the agent reports.",
+            _section_value("other", "num_issues"),
+            inputs=_SECTION_INPUTS["other"],
         ),
         gauge(
             "lenses_environment_metrics_updated_timestamp_seconds",
             "When each metrics section was last updated (Unix seconds).",
             _sections_updated,
             ("section",),
+            inputs=_sections_updated_inputs,
         ),
         gauge(
             "lenses_environment_kafka_connections",
             "Kafka connections defined for the environment (when that poll is switched on).",
             lambda e: one(None if e.kafka_connections is None else float(e.kafka_connections)),
+            inputs=_connections,
         ),
     ]
     families.append(
@@ -213,6 +329,7 @@ def build_group(
             "agent's brokers (when that poll is switched on); value 1.",
             lambda e: ((details, 1) for details in e.kafka_connection_details),
             ("connection", "auth_type", "brokers_overridden"),
+            inputs=_connection_details,
         )
     )
     if metadata_labels:
@@ -222,6 +339,7 @@ def build_group(
                 "Allow-listed environment metadata as labels; value 1.",
                 _metadata(tuple(metadata_labels)),
                 tuple(metadata_label_name(key) for key in metadata_labels),
+                inputs=_metadata_inputs,
             )
         )
     return FamilyGroup(COMMON_LABELS, tuple(family for family in families if keep(family.name)))

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Iterator
 
 from exporter.config import LensesSettings
-from exporter.exposition.families import FamilyGroup, Rendered
+from exporter.exposition.families import Changes, FamilyGroup, Rendered
 from exporter.lenses.metrics import ROUNDTRIP_UNITS, common_values
 from exporter.lenses.model import Environment
 
@@ -37,6 +37,15 @@ class EnvironmentRenderer:
     def render(self, environment: Environment) -> Rendered:
         """The environment's series."""
         return self.group.render(self._for_group(environment), common_values(environment, self.target))
+
+    def render_changes(self, environment: Environment, held: Environment) -> Changes:
+        """The environment's series where they differ from those of `held`, the version of it the store
+        holds: None for each family that reads nothing that changed (every family when its tier did)."""
+        if environment.tier != held.tier:
+            return self.render(environment)
+        return self.group.render_changes(
+            self._for_group(environment), common_values(environment, self.target), self._for_group(held)
+        )
 
     @contextlib.contextmanager
     def preparing(self) -> Iterator[None]:

@@ -374,7 +374,12 @@ class LensesSync:
         if held == environment:
             return  # a repeated update: its series are already stored
         self._environments[environment.name] = environment
-        self.store.put(self.group, self.target, environment.name, self.renderer.render(environment))
+        rendered = (
+            self.renderer.render(environment)
+            if held is None
+            else self.renderer.render_changes(environment, held)  # held is what the store holds
+        )
+        self.store.put(self.group, self.target, environment.name, rendered)
         self.status.objects_changed(len(self._environments))
 
     def _delete(self, name: str) -> None:
