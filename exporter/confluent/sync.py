@@ -27,6 +27,7 @@ from exporter.confluent.client import (
     http_client_for,
 )
 from exporter.confluent.model import FlinkAgent, InvalidAgent, decode_agent
+from exporter.exposition.compaction import join_waiting
 from exporter.exposition.families import FamilyGroup, Rendered
 from exporter.exposition.store import Store
 from exporter.health import Health, TargetStatus, stale_after
@@ -220,6 +221,7 @@ class ConfluentSync:
             attempts=summary.attempts,
             waited_seconds=summary.waited,
         )
+        await join_waiting(self.store)
         memory.settle_after_listing()
         return True
 

@@ -138,8 +138,7 @@ class Compactor:
     async def _pass(self) -> None:
         """Join, deflate and checksum every piece waiting, then prepare what a gzip scrape combines."""
         store = self.store
-        while store.join_changed(JOIN_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
-            await asyncio.sleep(0)
+        await join_waiting(store)
         while store.deflate(DEFLATE_SLICE):
             await self._scrapes_written()
         # Checksums combined and segments joined per family now, not by the next gzip scrape.
@@ -166,3 +165,12 @@ class Compactor:
                 async with asyncio.timeout(remaining):
                     await self._changed.wait()
         self._paused_since = None
+
+
+async def join_waiting(store: Store) -> None:
+    """Join every piece waiting for it, JOIN_SLICE at a time with a turn of the loop between. Called after
+    a whole listing too: its tens of thousands of per-object texts then go together, before the memory is
+    settled, instead of lingering until the next pass among the long-lived objects allocated beside them
+    (which keeps the allocator from giving their pages back)."""
+    while store.join_changed(JOIN_SLICE):  # noqa: ASYNC110 - a turn of the loop between slices
+        await asyncio.sleep(0)

@@ -11,6 +11,7 @@ import structlog
 
 from exporter import decode, memory
 from exporter.config import LensesSettings
+from exporter.exposition.compaction import join_waiting
 from exporter.exposition.families import FamilyGroup, Rendered
 from exporter.exposition.store import Store
 from exporter.health import Health, stale_after
@@ -289,6 +290,7 @@ class LensesSync:
         """Apply a complete listing or snapshot, with the collector paused, and settle the memory after."""
         with memory.collection_paused():
             await self._apply_listing(environments, started, recognising)
+        await join_waiting(self.store)
         memory.settle_after_listing()
         self.status.objects_changed(len(self._environments))
 

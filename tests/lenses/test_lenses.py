@@ -587,3 +587,20 @@ async def test_a_relisting_keeps_the_objects_of_unchanged_environments() -> None
         await eventually(relisted, what="a listing with the change")
         assert sync._environments[changed] is not held[changed]
         assert all(sync._environments[name] is held[name] for name in names if name != changed)
+
+
+async def test_a_whole_listing_is_joined_into_its_pieces_as_it_is_applied() -> None:
+    """A listing's per-object texts are joined into the store's pieces before its memory is settled: left
+    waiting for the compactor's first pass, they pinned the memory of the objects allocated beside them."""
+    async with (
+        Simulator(simulator_options(sse_enabled=False)) as simulator,
+        running_exporter(lenses_settings(simulator)) as exporter,
+    ):
+        service = exporter.exporter
+
+        async def listed() -> bool:
+            return not service.health.pending()
+
+        await eventually(listed, what="the first listing applied")
+        assert not service.store.join_changed(0), "texts of the listing still wait for their join"
+        assert service.store.pending(), "deflating is the compactor's: it should still wait"
