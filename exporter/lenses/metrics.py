@@ -5,6 +5,7 @@ HQs with an environment of the same name never merge."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 
 from exporter.config import ROUNDTRIP_UNITS as ROUNDTRIP_UNITS
 from exporter.config import metadata_label_name
@@ -18,40 +19,14 @@ COMMON_LABELS = ("environment", "tier", "target")
 # inputs changed. Families reading the same fields share one function.
 
 
-def _identity(environment: Environment) -> object:
-    return environment.display_name, environment.id, environment.lrn
+def _agent_inputs(*fields: str) -> Inputs[Environment]:
+    read = attrgetter(*fields)
 
+    def inputs(environment: Environment) -> object:
+        agent = environment.agent
+        return agent and read(agent)
 
-def _created(environment: Environment) -> object:
-    return environment.created_at
-
-
-def _connected(environment: Environment) -> object:
-    return environment.agent_connected
-
-
-def _transitions(environment: Environment) -> object:
-    return environment.transitions
-
-
-def _agent_identity(environment: Environment) -> object:
-    agent = environment.agent
-    return agent and (agent.hostname, agent.version, agent.protocol_version)
-
-
-def _agent_capabilities(environment: Environment) -> object:
-    agent = environment.agent
-    return agent and agent.capabilities
-
-
-def _agent_roundtrip(environment: Environment) -> object:
-    agent = environment.agent
-    return agent and agent.roundtrip_duration
-
-
-def _agent_updated(environment: Environment) -> object:
-    agent = environment.agent
-    return agent and agent.updated_at
+    return inputs
 
 
 def _section_inputs(section: str) -> Inputs[Environment]:
@@ -63,24 +38,23 @@ def _section_inputs(section: str) -> Inputs[Environment]:
     return inputs
 
 
-_SECTION_INPUTS = {section: _section_inputs(section) for section in SECTIONS}
-
-
 def _sections_updated_inputs(environment: Environment) -> object:
     agent = environment.agent
     return agent and tuple((name, block.updated_at) for name, block in agent.sections.items())
 
 
-def _connections(environment: Environment) -> object:
-    return environment.kafka_connections
-
-
-def _connection_details(environment: Environment) -> object:
-    return environment.kafka_connection_details
-
-
-def _metadata_inputs(environment: Environment) -> object:
-    return environment.metadata
+_IDENTITY = attrgetter("display_name", "id", "lrn")
+_CREATED = attrgetter("created_at")
+_CONNECTED = attrgetter("agent_connected")
+_TRANSITIONS = attrgetter("transitions")
+_AGENT_IDENTITY = _agent_inputs("hostname", "version", "protocol_version")
+_AGENT_CAPABILITIES = _agent_inputs("capabilities")
+_AGENT_ROUNDTRIP = _agent_inputs("roundtrip_duration")
+_AGENT_UPDATED = _agent_inputs("updated_at")
+_SECTION_INPUTS = {section: _section_inputs(section) for section in SECTIONS}
+_CONNECTIONS = attrgetter("kafka_connections")
+_CONNECTION_DETAILS = attrgetter("kafka_connection_details")
+_METADATA = attrgetter("metadata")
 
 
 def _section_value(section: str, key: str) -> Reader[Environment]:
@@ -156,66 +130,66 @@ def build_group(
             "Environment identity; value 1.",
             _info,
             ("display_name", "id", "lrn"),
-            inputs=_identity,
+            inputs=_IDENTITY,
         ),
         gauge(
             "lenses_environment_created_timestamp_seconds",
             "When the environment was created (Unix seconds).",
             lambda e: one(e.created_at),
-            inputs=_created,
+            inputs=_CREATED,
         ),
         gauge(
             "lenses_environment_agent_connected",
             "1 when HQ reports the environment's agent connected, 0 when it reports it disconnected; "
             "absent when HQ reports no boolean (unknown is not disconnected).",
             lambda e: () if e.agent_connected is None else (((), 1 if e.agent_connected else 0),),
-            inputs=_connected,
+            inputs=_CONNECTED,
         ),
         counter(
             "lenses_environment_agent_disconnects_total",
             "Changes from connected to disconnected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
             lambda e: (((), e.transitions.disconnects),),
-            inputs=_transitions,
+            inputs=_TRANSITIONS,
         ),
         counter(
             "lenses_environment_agent_connects_total",
             "Changes from disconnected to connected the exporter saw (live stream or listings) since it "
             "first saw the environment.",
             lambda e: (((), e.transitions.connects),),
-            inputs=_transitions,
+            inputs=_TRANSITIONS,
         ),
         gauge(
             "lenses_environment_agent_last_change_timestamp_seconds",
             "When the exporter saw the agent's last connectivity change (Unix seconds); absent until one.",
             lambda e: one(e.transitions.changed_at),
-            inputs=_transitions,
+            inputs=_TRANSITIONS,
         ),
         gauge(
             "lenses_environment_agent_info",
             "The agent's hostname, version and protocol version; value 1.",
             _agent_info,
             ("hostname", "version", "protocol_version"),
-            inputs=_agent_identity,
+            inputs=_AGENT_IDENTITY,
         ),
         gauge(
             "lenses_environment_agent_capability",
             "1 when the agent reports the capability enabled, 0 when disabled.",
             _capabilities,
             ("capability",),
-            inputs=_agent_capabilities,
+            inputs=_AGENT_CAPABILITIES,
         ),
         gauge(
             "lenses_environment_agent_roundtrip_seconds",
             "Round-trip time between HQ and the agent.",
             _roundtrip(ROUNDTRIP_UNITS[roundtrip_duration_unit]),
-            inputs=_agent_roundtrip,
+            inputs=_AGENT_ROUNDTRIP,
         ),
         gauge(
             "lenses_environment_agent_updated_timestamp_seconds",
             "When the agent last reported (Unix seconds).",
             lambda e: one(e.agent.updated_at if e.agent else None),
-            inputs=_agent_updated,
+            inputs=_AGENT_UPDATED,
         ),
         gauge(
             "lenses_environment_kafka_info",
@@ -319,7 +293,7 @@ def build_group(
             "lenses_environment_kafka_connections",
             "Kafka connections defined for the environment (when that poll is switched on).",
             lambda e: one(None if e.kafka_connections is None else float(e.kafka_connections)),
-            inputs=_connections,
+            inputs=_CONNECTIONS,
         ),
     ]
     families.append(
@@ -329,7 +303,7 @@ def build_group(
             "agent's brokers (when that poll is switched on); value 1.",
             lambda e: ((details, 1) for details in e.kafka_connection_details),
             ("connection", "auth_type", "brokers_overridden"),
-            inputs=_connection_details,
+            inputs=_CONNECTION_DETAILS,
         )
     )
     if metadata_labels:
@@ -339,7 +313,7 @@ def build_group(
                 "Allow-listed environment metadata as labels; value 1.",
                 _metadata(tuple(metadata_labels)),
                 tuple(metadata_label_name(key) for key in metadata_labels),
-                inputs=_metadata_inputs,
+                inputs=_METADATA,
             )
         )
     return FamilyGroup(COMMON_LABELS, tuple(family for family in families if keep(family.name)))
