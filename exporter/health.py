@@ -32,8 +32,11 @@ class TargetStatus:
 
     def __post_init__(self) -> None:
         self.telemetry.up.labels(self.source, self.name).set(0)
-        self.telemetry.objects.labels(self.source, self.name).set(0)
-        self.telemetry.objects_filtered.labels(self.source, self.name).set(0)
+        # Set at every stream update: looked up once here rather than by label values each time.
+        self._objects = self.telemetry.objects.labels(self.source, self.name)
+        self._objects_filtered = self.telemetry.objects_filtered.labels(self.source, self.name)
+        self._objects.set(0)
+        self._objects_filtered.set(0)
         self.telemetry.last_success.labels(self.source, self.name).set(0)
         self.telemetry.sync_duration.labels(self.source, self.name).set(0)
         self.telemetry.internal_errors.labels(self.source, self.name)  # at 0 until a loop fails
@@ -49,7 +52,7 @@ class TargetStatus:
         t.up.labels(self.source, self.name).set(1)
         t.last_success.labels(self.source, self.name).set(self.last_success)
         t.sync_duration.labels(self.source, self.name).set(duration)
-        t.objects.labels(self.source, self.name).set(objects)
+        self._objects.set(objects)
 
     def _set_error_labels(self, labels: tuple[str, str] | None) -> None:
         """Keep `last_error_info` at one series for this target (none after a success)."""
@@ -64,11 +67,11 @@ class TargetStatus:
 
     def objects_changed(self, objects: int) -> None:
         """The number of tracked objects changed between syncs (live stream)."""
-        self.telemetry.objects.labels(self.source, self.name).set(objects)
+        self._objects.set(objects)
 
     def objects_skipped(self, objects: int) -> None:
         """How many objects the target's include/exclude filters skip now."""
-        self.telemetry.objects_filtered.labels(self.source, self.name).set(objects)
+        self._objects_filtered.set(objects)
 
     def failed(self, error: str, duration: float | None = None, **fields: object) -> None:
         """Record a failed sync; the last good data stays. Logs only when the state or error changes.

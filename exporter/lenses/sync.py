@@ -8,6 +8,7 @@ import contextlib
 import time
 
 import structlog
+from prometheus_client import Counter
 
 from exporter import decode, memory
 from exporter.config import LensesSettings
@@ -90,9 +91,14 @@ class LensesSync:
         telemetry.start_endpoint(SOURCE, "environments")
         if settings.kafka_connections:
             telemetry.start_endpoint(SOURCE, "kafka_connections")
+        # Each stream event counts in one of these: looked up once here, not by label values per event.
+        self._event_counters: dict[str, Counter] = {}
         if settings.sse:
             telemetry.start_endpoint(SOURCE, "stream")
             telemetry.start_stream(self.target, COUNTED_EVENTS)
+            self._event_counters = {
+                name: telemetry.sse_events.labels(self.target, name) for name in COUNTED_EVENTS
+            }
             telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id")
         telemetry.start_target(SOURCE, self.target, INVALID_FIELDS)
 
@@ -316,7 +322,7 @@ class LensesSync:
         name = event.event if event.event in KNOWN_EVENTS else "unknown"
         if event is OVERSIZE:
             name = "oversize"
-        self.telemetry.sse_events.labels(self.target, name).inc()
+        self._event_counters[name].inc()
         if name in ("unknown", "oversize"):
             return
         if isinstance(event, SnapshotEnd):
