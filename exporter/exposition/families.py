@@ -140,7 +140,7 @@ class FamilyGroup(Generic[T]):
 
     def render(self, obj: T, common_values: Sequence[str]) -> Rendered:
         """Render every family's sample lines for one object."""
-        return cast(Rendered, self._render(obj, common_values, None))  # with no `same`, every family is
+        return cast(Rendered, self._render(obj, common_values, None))  # no `same`: no family left out
 
     def render_changes(self, obj: T, common_values: Sequence[str], previous: T) -> Changes:
         """Render the families whose inputs differ between `obj` and `previous` (rendered with the same
