@@ -247,9 +247,9 @@ class Telemetry:
         for field in fields:
             self.invalid_fields.labels(source, target, field)
 
-    def start_stream(self, target: str, events: tuple[str, ...]) -> None:
-        """A target's live stream: closed, no reconnect, and each known event name at 0."""
+    def start_stream(self, target: str, events: tuple[str, ...]) -> dict[str, Counter]:
+        """A target's live stream: closed, no reconnect, and each known event name at 0; returns the event
+        counters by name (the stream counts every event: no lookup by label values each time)."""
         self.sse_connected.labels(target).set(0)
         self.sse_reconnects.labels(target)
-        for event in events:
-            self.sse_events.labels(target, event)
+        return {event: self.sse_events.labels(target, event) for event in events}

@@ -142,9 +142,14 @@ class FamilyGroup(Generic[T]):
         """Render every family's sample lines for one object."""
         return cast(Rendered, self._render(obj, common_values, None))  # no `same`: no family left out
 
-    def render_changes(self, obj: T, common_values: Sequence[str], previous: T) -> Changes:
-        """Render the families whose inputs differ between `obj` and `previous` (rendered with the same
-        common label values); None for the others. On the hot path of every stream update."""
+    def render_changes(
+        self, obj: T, common_values: Sequence[str], previous: T, previous_common_values: Sequence[str]
+    ) -> Changes:
+        """Render the families whose inputs differ between `obj` and `previous`, None for the others; every
+        family when a common label value differs (it is in every series). On the hot path of every stream
+        update."""
+        if tuple(common_values) != tuple(previous_common_values):
+            return self.render(obj, common_values)
         same = [inputs(obj) == inputs(previous) for inputs in self._inputs]
         return self._render(obj, common_values, same)
 

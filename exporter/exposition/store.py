@@ -34,7 +34,7 @@ import zlib
 from array import array
 from collections import deque
 from collections.abc import Callable, Collection, Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from exporter.exposition.body import Body
 from exporter.exposition.checksum import ChecksumTree
@@ -119,10 +119,10 @@ class _GroupPieces:
             slot = self.slots[index][(target, key)] = len(self.objects[index])
             self.objects[index].append((target, key))
             self.targets.setdefault(target, set()).add(key)
-            for position, text in enumerate(rendered):
+            for position, first in enumerate(cast(Rendered, rendered)):
                 # A slot freed by a deletion may still have a text in the piece as last joined.
-                if text or self._text(position, index, slot):
-                    self._set(position, index, slot, text or b"")  # (never None here: checked above)
+                if first or self._text(position, index, slot):
+                    self._set(position, index, slot, first)
                     changed = True
             return changed
         for position, text in enumerate(rendered):

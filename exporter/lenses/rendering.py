@@ -41,10 +41,11 @@ class EnvironmentRenderer:
     def render_changes(self, environment: Environment, held: Environment) -> Changes:
         """The environment's series where they differ from those of `held`, the version of it the store
         holds: None for each family that reads nothing that changed (every family when its tier did)."""
-        if environment.tier != held.tier:
-            return self.render(environment)
         return self.group.render_changes(
-            self._for_group(environment), common_values(environment, self.target), self._for_group(held)
+            self._for_group(environment),
+            common_values(environment, self.target),
+            self._for_group(held),
+            common_values(held, self.target),
         )
 
     @contextlib.contextmanager

@@ -91,14 +91,10 @@ class LensesSync:
         telemetry.start_endpoint(SOURCE, "environments")
         if settings.kafka_connections:
             telemetry.start_endpoint(SOURCE, "kafka_connections")
-        # Each stream event counts in one of these: looked up once here, not by label values per event.
         self._event_counters: dict[str, Counter] = {}
         if settings.sse:
             telemetry.start_endpoint(SOURCE, "stream")
-            telemetry.start_stream(self.target, COUNTED_EVENTS)
-            self._event_counters = {
-                name: telemetry.sse_events.labels(self.target, name) for name in COUNTED_EVENTS
-            }
+            self._event_counters = telemetry.start_stream(self.target, COUNTED_EVENTS)
             telemetry.invalid_fields.labels(SOURCE, self.target, "last_event_id")
         telemetry.start_target(SOURCE, self.target, INVALID_FIELDS)
 
